@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_positive, check_same_device_dtype, check_state, describe
-from ..systems import AbstractVectorField, autodiff_jacobian
+from ..systems import AbstractVectorField, NGCSystem, autodiff_jacobian
 
 __all__ = [
     "matrix_measure",
@@ -180,12 +180,12 @@ def matrix_measure(J: Tensor, norm: Norm = 2, P: Tensor | None = None) -> Tensor
     >>> import torch
     >>> from ngcdyn.analysis import matrix_measure
     >>> A = torch.tensor([[-1.0, 3.0], [0.0, -1.0]], dtype=torch.float64)
-    >>> float(matrix_measure(A, norm=2))  # -1 + |a|/2
+    >>> round(float(matrix_measure(A, norm=2)), 12)  # -1 + |a|/2
     0.5
     >>> float(matrix_measure(A, norm=1)), float(matrix_measure(A, norm="inf"))  # -1 + |a|
     (2.0, 2.0)
     >>> P = torch.diag(torch.tensor([1.0, 6.0], dtype=torch.float64))
-    >>> float(matrix_measure(A, norm=2, P=P))  # -1 + |a| / (2 * 6)
+    >>> round(float(matrix_measure(A, norm=2, P=P)), 12)  # -1 + |a| / (2 * 6)
     -0.75
     """
     J = _check_square("J", J)
@@ -588,3 +588,151 @@ def sample_region(
     direction = z / z.norm(dim=-1, keepdim=True)  # (*batch, n_samples, n), on the unit sphere
     r = radius[..., None, None] * v ** (1.0 / n)  # (*batch, n_samples, 1)
     return center.unsqueeze(-2) + r * direction
+
+
+# --------------------------------------------------------------------------------------------
+# The NGC certificate
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContractionCertificate:
+    """A Euclidean contraction certificate: a bound on ``mu_2(J)`` valid at every state.
+
+    Attributes
+    ----------
+    bound : (*pbatch,)
+        ``b`` with ``mu_2(J(t, x)) <= b`` for all states ``x`` (at the certified time for
+        time-dependent systems).
+    rate : (*pbatch,)
+        The certified rate ``-b``: positive means contracting at least at this rate.
+    certified : (*pbatch,) bool
+        ``b < 0``.
+    coupling_norm : (*pbatch,)
+        The norm entering the bound (for NGC: ``||diag(1/tau) W||_2``).
+    dim : int
+        State size ``n`` (sets the rounding allowance of :meth:`holds_on`).
+    source : str
+        Where the bound comes from.
+    """
+
+    bound: Tensor
+    rate: Tensor
+    certified: Tensor
+    coupling_norm: Tensor
+    dim: int
+    source: str
+
+    def holds_on(self, measured: ContractionResult, *, atol: float | None = None) -> Tensor:
+        """Check the certificate against measured Euclidean measures: ``max mu_2 <= bound``.
+
+        Equivalently ``certified rate <= measured rate``. Must hold for every trajectory and every
+        sampled state, since the bound holds at every state.
+
+        Parameters
+        ----------
+        measured : ContractionResult
+            From :func:`contraction_rate` with ``norm=2`` and no weight, on the same system.
+        atol : float, optional
+            Rounding allowance; default ``64 n eps (1 + |bound| + coupling_norm)`` (an eigenvalue
+            of an ``n x n`` symmetric matrix is computed to about ``n eps ||J||``).
+
+        Returns
+        -------
+        (broadcast batch,) bool tensor
+
+        Raises
+        ------
+        ValueError
+            If ``measured`` used another norm or a weight.
+        """
+        if measured.norm != 2 or measured.weighted:
+            raise ValueError(
+                "`measured` must hold unweighted Euclidean measures (contraction_rate(..., norm=2, "
+                f"P=None)), got norm={measured.norm!r}, weighted={measured.weighted}. The NGC "
+                "certificate bounds mu_2 only."
+            )
+        if atol is None:
+            eps = torch.finfo(self.bound.dtype).eps
+            atol_t = 64 * self.dim * eps * (1 + self.bound.abs() + self.coupling_norm)
+        else:
+            atol_t = torch.as_tensor(check_positive("atol", atol), dtype=self.bound.dtype,
+                                     device=self.bound.device)
+        return -measured.rate <= self.bound + atol_t
+
+
+def ngc_contraction_certificate(system: Any, *, t: Tensor | float | None = None) -> ContractionCertificate:
+    r"""The Euclidean contraction certificate of an NGC system, from its structural bound.
+
+    For ``tau_g dx_g/dt = -x_g + A_g sum_h C_gh B_h^T phi(x_h) + u_g`` with ``|phi'| <= gamma``, the
+    Jacobian is ``J = diag(1/tau)(-I + W diag(phi'(x)))``, ``W = A C B^T``, and at every state
+
+    .. math:: \mu_2(J) \le -\frac{1}{\tau_{\max}} + \gamma\,\|\mathrm{diag}(1/\tau)\, W\|_2 ,
+
+    (with one ``tau``: ``(-1 + gamma ||W||_2)/tau``), computed by
+    :meth:`~ngcdyn.systems.NGCSystem.contraction_bound` without forming ``W``. A negative bound
+    certifies contraction at rate ``-bound`` in the Euclidean norm for every input ``u`` [LS98]_;
+    by ``theory/12_contraction.md`` every Lyapunov exponent (and every conditional exponent under
+    any drive) is then ``<= -rate``.
+
+    Parameters
+    ----------
+    system : NGCSystem
+        The system (its gain must declare ``derivative_bound``).
+    t : float or tensor, optional
+        Time at which time-dependent states are frozen (required for those).
+
+    Returns
+    -------
+    ContractionCertificate
+        ``bound``, ``rate = -bound``, ``certified``, ``coupling_norm``, each ``(*pbatch,)``; check
+        it against measurements with :meth:`ContractionCertificate.holds_on`.
+
+    Raises
+    ------
+    TypeError
+        If ``system`` is not an :class:`~ngcdyn.systems.NGCSystem`.
+    ValueError
+        From the system: a gain without ``derivative_bound``; time-dependent states without ``t``.
+
+    References
+    ----------
+    .. [LS98] W. Lohmiller, J.-J. E. Slotine, Automatica 34(6), 1998. The bound's derivation:
+       ``theory/04_contraction_bound.md``.
+
+    See also
+    --------
+    contraction_rate, ngcdyn.systems.NGCSystem.contraction_bound
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ngcdyn.systems import NGCSystem
+    >>> from ngcdyn.analysis import contraction_rate, ngc_contraction_certificate
+    >>> g = torch.Generator().manual_seed(0)
+    >>> sys = NGCSystem.random(4, 8, 2, gain=0.3, generator=g, dtype=torch.float64)
+    >>> cert = ngc_contraction_certificate(sys)
+    >>> bool(cert.certified), bool(cert.rate > 0)
+    (True, True)
+    >>> xs = torch.randn(100, 32, generator=g, dtype=torch.float64) * 3  # 100 states
+    >>> bool(cert.holds_on(contraction_rate(sys, xs)))  # certified rate <= measured rate
+    True
+    """
+    if not isinstance(system, NGCSystem):
+        raise TypeError(
+            f"`system` must be an ngcdyn.systems.NGCSystem (the certificate uses its structural bound), "
+            f"got {type(system).__name__}. For other systems estimate the rate with "
+            "contraction_rate(f, sample_region(...))."
+        )
+    res = system.contraction_bound(t)
+    return ContractionCertificate(
+        bound=res.bound,
+        rate=-res.bound,
+        certified=res.certified,
+        coupling_norm=res.coupling_norm,
+        dim=int(system.dim),
+        source=(
+            f"NGCSystem.contraction_bound (gamma = sup|phi'| = {system.phi.derivative_bound}; "
+            "theory/04_contraction_bound.md)"
+        ),
+    )

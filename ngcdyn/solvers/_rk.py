@@ -215,13 +215,13 @@ class RungeKutta(AbstractSolver):
         ar = torch.arange(B, device=device)
         arange_T = torch.arange(T, device=device)
 
-        out = torch.full((B, T, n), float("nan"), dtype=y0.dtype, device=device)
+        out = torch.full((B, T + 1, n), float("nan"), dtype=y0.dtype, device=device)  # +1: scratch
         y = y0
         # Points at (or before: not allowed by validation) t0 take y0.
         next_idx = torch.searchsorted(te, t[:, None], right=True).squeeze(1)  # (B,)
         if bool((next_idx > 0).any()):
             first = (torch.arange(T, device=device)[None, :] < next_idx[:, None])[..., None]
-            out = torch.where(first, y0[:, None, :], out)
+            out[:, :T] = torch.where(first, y0[:, None, :], out[:, :T])
 
         k1 = F(t, y, args)
         n_f0 = 1
@@ -307,13 +307,13 @@ class RungeKutta(AbstractSolver):
             if m > 0:
                 # All points of this step at once: (B, m) query indices, masked per member.
                 idx = next_idx[:, None] + arange_T[:m]  # (B, m)
-                valid = (idx < hi[:, None])[..., None]  # (B, m, 1)
-                idxc = idx.clamp(max=T - 1)
-                theta = (te.gather(1, idxc) - t[:, None]) / h_col  # (B, m)
+                valid = idx < hi[:, None]  # (B, m)
+                theta = (te.gather(1, idx.clamp(max=T - 1)) - t[:, None]) / h_col  # (B, m)
                 val = _interpolate(P, theta, h, y, y_new, torch.stack(ks, 1), k1, f_new)
-                rows = ar[:, None].expand(B, m)
-                # In place: copying the whole (B, T, n) buffer per step would dominate.
-                out.index_put_((rows, idxc), torch.where(valid, val, out[rows, idxc]))
+                # Invalid slots write to the scratch column T, so the real indices are unique per
+                # row (index_put_ with repeated indices has no defined winner). In place: copying
+                # the whole (B, T, n) buffer per step would dominate the cost.
+                out.index_put_((ar[:, None].expand(B, m), torch.where(valid, idx, T)), val)
                 next_idx = hi
             if dense_rec is not None:
                 dense_rec.record(t, h, accept, y, y_new, ks, k1, f_new)
@@ -359,7 +359,7 @@ class RungeKutta(AbstractSolver):
         dense_out = None
         if dense_rec is not None:
             dense_out = dense_rec.finish(direction, all_fwd)
-        return out, status, stats, dense_out
+        return out[:, :T], status, stats, dense_out
 
     def _initial_step(self, F, t, y, f0, args, rtol, atol) -> Tensor:
         """Hairer–Wanner II.4 starting step, per member."""

@@ -212,6 +212,39 @@ DOPRI5 = _tab(
 # b - b_hat with the sign of the last one corrected to -1/66 so that they sum to zero).
 _bt = [0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081,
        2.324710524099774, 0.0]
+
+
+def _tsit5_interp() -> np.ndarray:
+    """Tsitouras' (2011) 4th-order continuous extension, from the paper's factored b_i(θ).
+
+    Returns P (7, 4) with b_i(θ) = Σ_j P[i, j] θ^{j+1}. The paper's rounding leaves the θ
+    coefficient of b_1 at 1 + O(1e-16); it is set to 1 exactly (consistency: Σ_i b_i'(0) = 1).
+    """
+    from numpy.polynomial import polynomial as npp
+
+    def prod(scale, *factors):
+        coef = np.array([float(scale)])
+        for fac in factors:
+            coef = npp.polymul(coef, np.array(fac, dtype=float))
+        return coef
+
+    th, th2 = [0.0, 1.0], [0.0, 0.0, 1.0]
+    polys = [
+        prod(-1.0530884977290216, th, [-1.3299890189751412, 1], [0.7139816917074209, -1.4364028541716351, 1]),
+        prod(0.1017, th2, [1.2949852507374631, -2.1966568338249754, 1]),
+        prod(2.490627285651252793, th2, [1.57803468208092486, -2.38535645472061657, 1]),
+        prod(-16.54810288924490272, th2, [-1.21712927295533244, 1], [-0.61620406037800089, 1]),
+        prod(47.37952196281928122, th2, [-1.203071208372362603, 1], [-0.658047292653547382, 1]),
+        prod(-34.87065786149660974, th2, [-1.2, 1], [-2.0 / 3.0, 1]),
+        prod(2.5, th2, [-1.0, 1], [-0.6, 1]),
+    ]
+    P = np.zeros((7, 4))
+    for i, c in enumerate(polys):
+        P[i, : len(c) - 1] = c[1:5]
+    P[0, 0] = 1.0
+    return P
+
+
 TSIT5 = _tab(
     "tsit5", [0, 0.161, 0.327, 0.9, 0.9800255409045097, 1, 1],
     [
@@ -226,8 +259,8 @@ TSIT5 = _tab(
     _bt, 5,
     error_weights=np.array([0.001780011052226, 0.000816434459657, -0.007880878010262,
                             0.144711007173263, -0.582357165452555, 0.458082105929187, -1.0 / 66.0]),
-    error_order=4, fsal=True,
-    citation="Tsitouras, Comput. Math. Appl. 62 (2011) 770–775",
+    error_order=4, fsal=True, interp=_tsit5_interp(), interp_order=4,
+    citation="Tsitouras, Comput. Math. Appl. 62 (2011) 770–775 (tableau and continuous extension)",
 )
 
 #: Every shipped tableau by name.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from types import MappingProxyType
 from typing import Any, Callable
 
 import torch
@@ -63,8 +64,9 @@ def _as_param(
     """Validate a scalar-or-batched real parameter and return it as a floating tensor.
 
     ``rule`` is one of "real" (finite), "positive" (> 0), "nonnegative" (>= 0) or "unit4"
-    (0 <= value <= 4). Python numbers become 0-d tensors of the default dtype; tensors keep their
-    dtype (integer tensors become the default float dtype), device and autograd graph.
+    (0 <= value <= 4). Python numbers become 0-d float64 tensors (calls cast them to the state's
+    dtype); tensors keep their dtype (integer tensors become the default float dtype), device and
+    autograd graph.
     """
     what = f" ({meaning})" if meaning else ""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, Tensor)):
@@ -83,7 +85,9 @@ def _as_param(
         # Python numbers are double precision: keep them so (calls cast to the state's dtype).
         p = torch.tensor(float(value), dtype=torch.float64)
     if not bool(torch.isfinite(p.detach()).all()):
-        raise ValueError(f"`{name}` of {owner} must be finite{what}, got {describe(p)}. {fix}".strip())
+        raise ValueError(
+            f"`{name}` of {owner} must be finite{what}, got {describe(value)}. {fix}".strip()
+        )
     pd = p.detach()
     bad = {
         "real": None,
@@ -92,7 +96,9 @@ def _as_param(
         "unit4": ("in [0, 4]", (pd < 0) | (pd > 4)),
     }[rule]
     if bad is not None and bool(bad[1].any()):
-        raise ValueError(f"`{name}` of {owner} must be {bad[0]}{what}, got {describe(p)}. {fix}".strip())
+        raise ValueError(
+            f"`{name}` of {owner} must be {bad[0]}{what}, got {describe(value)}. {fix}".strip()
+        )
     return p
 
 
@@ -125,7 +131,8 @@ def _as_square(owner: str, name: str, value: Any) -> Tensor:
     if A.is_complex() or A.dtype == torch.bool:
         raise TypeError(
             f"`{name}` of {owner} must be a real floating-point matrix, got dtype={A.dtype}. "
-            f"Convert it with {name}.to(torch.float64) (or float32); complex systems are not supported."
+            f"Convert it with {name}.to(torch.float64) (or float32); complex systems are not "
+            "supported."
         )
     if not A.is_floating_point():
         A = A.to(torch.get_default_dtype())
@@ -144,7 +151,8 @@ def _as_square(owner: str, name: str, value: Any) -> Tensor:
 
 
 def _cast(cache: dict, p: Tensor, like: Tensor) -> Tensor:
-    """``p`` on ``like``'s dtype and device; the converted copy is cached unless ``p`` needs grad."""
+    """``p`` on ``like``'s dtype and device; the converted copy is cached unless ``p`` needs
+    grad (a cached copy would carry a stale autograd graph)."""
     if p.dtype == like.dtype and p.device == like.device:
         return p
     if p.requires_grad:  # a cached copy would hold a stale autograd graph
@@ -169,9 +177,9 @@ def _assemble(rows: list[list[Any]], like: Tensor, shape: torch.Size) -> Tensor:
 
 
 def _kaplan_yorke(exponents: list[float]) -> float:
-    """Kaplan–Yorke dimension ``j + (λ_1 + … + λ_j) / |λ_{j+1}|`` of a descending spectrum [KY79],
-    with ``j`` the largest index whose partial sum is non-negative (0 if ``λ_1 < 0``, ``n`` if
-    every partial sum is non-negative)."""
+    """Kaplan–Yorke dimension ``j + (λ_1 + … + λ_j) / |λ_{j+1}|`` of a descending spectrum
+    [KY79], with ``j`` the largest index whose partial sum is non-negative (0 if ``λ_1 < 0``,
+    ``n`` if every partial sum is non-negative)."""
     s = 0.0
     for j, lam in enumerate(exponents):
         if s + lam < 0:
@@ -198,7 +206,10 @@ def _fmt(p: Tensor) -> str:
 
 def _floats(params: dict[str, Tensor]) -> dict[str, Any]:
     """Parameters as Python floats (0-d) or nested lists, for :attr:`GroundTruth.params`."""
-    return {k: (float(v.detach()) if v.ndim == 0 else v.detach().cpu().tolist()) for k, v in params.items()}
+    return {
+        k: (float(v.detach()) if v.ndim == 0 else v.detach().cpu().tolist())
+        for k, v in params.items()
+    }
 
 
 def _desc_real_parts(eigenvalues: Tensor) -> Tensor:
@@ -342,7 +353,8 @@ class LinearSystem(AbstractVectorField):
         --------
         >>> import torch
         >>> from ngcdyn.systems import LinearSystem
-        >>> A = torch.tensor([[[0.1, 0.0], [0.0, -0.4]], [[0.0, 2.0], [-2.0, -1.0]]], dtype=torch.float64)
+        >>> A = torch.tensor([[[0.1, 0.0], [0.0, -0.4]], [[0.0, 2.0], [-2.0, -1.0]]],
+        ...                  dtype=torch.float64)
         >>> LinearSystem(A).exact_exponents().tolist()
         [[0.1, -0.4], [-0.5, -0.5]]
         """
@@ -387,7 +399,8 @@ class LinearSystem(AbstractVectorField):
         if which == 2:
             return torch.linalg.eigvalsh(0.5 * (A + A.transpose(-1, -2)))[..., -1]
         diag = torch.diagonal(A, dim1=-2, dim2=-1)  # (*pbatch, n)
-        off = A.abs().sum(dim=-2 if which == 1 else -1) - diag.abs()  # column / row sums, (*pbatch, n)
+        # Off-diagonal absolute column (mu_1) or row (mu_inf) sums, (*pbatch, n).
+        off = A.abs().sum(dim=-2 if which == 1 else -1) - diag.abs()
         return (diag + off).max(dim=-1).values
 
     def exact_exponent_sum(self) -> Tensor:
@@ -476,8 +489,8 @@ class HarmonicOscillator(AbstractVectorField):
             contraction_rate=-abs(1.0 - w * w) / 2 if scalar else None,
             kaplan_yorke_dimension=None,
             reference=(
-                "derived: exact solution x0 cos(wt) + (v0/w) sin(wt); exponents 0, 0 (a rotation in "
-                "the energy metric); mu_2 of [[0, 1], [-w^2, 0]] is |1 - w^2|/2"
+                "derived: exact solution x0 cos(wt) + (v0/w) sin(wt); exponents 0, 0 (a rotation "
+                "in the energy metric); mu_2 of [[0, 1], [-w^2, 0]] is |1 - w^2|/2"
             ),
             params=_floats({"omega": self.omega}),
         )
@@ -570,15 +583,15 @@ class VanDerPol(AbstractVectorField):
     def __init__(self, mu: float | Tensor = 1.0) -> None:
         self.mu = _as_param(
             "VanDerPol", "mu", mu, rule="nonnegative", meaning="the nonlinear damping",
-            fix="For mu < 0 integrate the |mu| system backward in time; the reference value is mu=1.",
+            fix="For mu < 0 integrate the |mu| system backward in time; the reference is mu=1.",
         )
         self.batch_shape = self.mu.shape
         self._cache: dict = {}
         self.ground_truth = GroundTruth(
             lyapunov_exponents=None,
             reference=(
-                "derived (2-D flow on a limit cycle, mu > 0): lambda_1 = 0 and lambda_2 = time average "
-                "of mu (1 - x^2) over one period; no closed form, left as None"
+                "derived (2-D flow on a limit cycle, mu > 0): lambda_1 = 0 and lambda_2 = time "
+                "average of mu (1 - x^2) over one period; no closed form, left as None"
             ),
             params=_floats({"mu": self.mu}),
         )
@@ -661,17 +674,26 @@ class Lorenz(AbstractVectorField):
     has_analytic_jacobian = True
     dim = 3
     #: Reference parameters of the ground truth.
-    REFERENCE_PARAMS = {"sigma": 10.0, "rho": 28.0, "beta": 8.0 / 3.0}
+    REFERENCE_PARAMS = MappingProxyType({"sigma": 10.0, "rho": 28.0, "beta": 8.0 / 3.0})
 
     def __init__(
-        self, sigma: float | Tensor = 10.0, rho: float | Tensor = 28.0, beta: float | Tensor = 8.0 / 3.0
+        self,
+        sigma: float | Tensor = 10.0,
+        rho: float | Tensor = 28.0,
+        beta: float | Tensor = 8.0 / 3.0,
     ) -> None:
-        self.sigma = _as_param("Lorenz", "sigma", sigma, rule="positive", meaning="the Prandtl number",
-                               fix="The reference value is sigma=10.")
-        self.rho = _as_param("Lorenz", "rho", rho, rule="nonnegative",
-                             meaning="the reduced Rayleigh number", fix="The reference value is rho=28.")
-        self.beta = _as_param("Lorenz", "beta", beta, rule="positive", meaning="the geometric factor",
-                              fix="The reference value is beta=8/3.")
+        self.sigma = _as_param(
+            "Lorenz", "sigma", sigma, rule="positive", meaning="the Prandtl number",
+            fix="The reference value is sigma=10.",
+        )
+        self.rho = _as_param(
+            "Lorenz", "rho", rho, rule="nonnegative", meaning="the reduced Rayleigh number",
+            fix="The reference value is rho=28.",
+        )
+        self.beta = _as_param(
+            "Lorenz", "beta", beta, rule="positive", meaning="the geometric factor",
+            fix="The reference value is beta=8/3.",
+        )
         params = {"sigma": self.sigma, "rho": self.rho, "beta": self.beta}
         self.batch_shape = _param_batch_shape("Lorenz", params)
         self._cache: dict = {}
@@ -688,14 +710,15 @@ class Lorenz(AbstractVectorField):
         else:
             self.ground_truth = GroundTruth(
                 reference=(
-                    "not the reference parameters (10, 28, 8/3): spectrum unknown; the exponents sum "
-                    "to -(sigma + 1 + beta) exactly (constant divergence)"
+                    "not the reference parameters (10, 28, 8/3): spectrum unknown; the exponents "
+                    "sum to -(sigma + 1 + beta) exactly (constant divergence)"
                 ),
                 params=_floats(params),
             )
 
     def _params(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return tuple(_cast(self._cache, p, like) for p in (self.sigma, self.rho, self.beta))  # type: ignore[return-value]
+        c = self._cache
+        return _cast(c, self.sigma, like), _cast(c, self.rho, like), _cast(c, self.beta, like)
 
     def _call_impl(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
         s, r, b = self._params(y)
@@ -774,9 +797,11 @@ class Rossler(AbstractVectorField):
     has_analytic_jacobian = True
     dim = 3
     #: Reference parameters of the ground truth.
-    REFERENCE_PARAMS = {"a": 0.2, "b": 0.2, "c": 5.7}
+    REFERENCE_PARAMS = MappingProxyType({"a": 0.2, "b": 0.2, "c": 5.7})
 
-    def __init__(self, a: float | Tensor = 0.2, b: float | Tensor = 0.2, c: float | Tensor = 5.7) -> None:
+    def __init__(
+        self, a: float | Tensor = 0.2, b: float | Tensor = 0.2, c: float | Tensor = 5.7
+    ) -> None:
         self.a = _as_param("Rossler", "a", a, fix="The reference value is a=0.2.")
         self.b = _as_param("Rossler", "b", b, fix="The reference value is b=0.2.")
         self.c = _as_param("Rossler", "c", c, fix="The reference value is c=5.7.")
@@ -789,8 +814,8 @@ class Rossler(AbstractVectorField):
                 lyapunov_exponents=exps,
                 kaplan_yorke_dimension=round(_kaplan_yorke(list(exps)), 4),
                 reference=(
-                    "Sprott, Chaos and Time-Series Analysis (2003), common chaotic flows: 0.0714, 0, "
-                    "-5.3943 (as quoted in public material); D_KY from the Kaplan-Yorke formula"
+                    "Sprott, Chaos and Time-Series Analysis (2003), common chaotic flows: 0.0714, "
+                    "0, -5.3943 (as quoted in public material); D_KY from the Kaplan-Yorke formula"
                 ),
                 params=dict(self.REFERENCE_PARAMS),
             )
@@ -801,7 +826,8 @@ class Rossler(AbstractVectorField):
             )
 
     def _params(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return tuple(_cast(self._cache, p, like) for p in (self.a, self.b, self.c))  # type: ignore[return-value]
+        c = self._cache
+        return _cast(c, self.a, like), _cast(c, self.b, like), _cast(c, self.c, like)
 
     def _call_impl(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
         a, b, c = self._params(y)
@@ -890,9 +916,9 @@ class RateNetwork(AbstractVectorField):
         self.batch_shape = self.J.shape[:-2]
         self._cache: dict = {}
         ref = (
-            "Sompolinsky, Crisanti, Sommers, PRL 61 (1988): origin stable for g < 1, chaos for g > 1 "
-            "(n -> inf); derived: sum of exponents = -n when diag(J) = 0; ||J||_2 < 1 certifies "
-            "contraction (mu_2 subadditivity), then the exponents are Re eig(J - I)"
+            "Sompolinsky, Crisanti, Sommers, PRL 61 (1988): origin stable for g < 1, chaos for "
+            "g > 1 (n -> inf); derived: sum of exponents = -n when diag(J) = 0; ||J||_2 < 1 "
+            "certifies contraction (mu_2 subadditivity), then the exponents are Re eig(J - I)"
         )
         gt_exps = None
         if self.J.ndim == 2 and float(self.contraction_rate_bound()) > 0:
@@ -945,13 +971,14 @@ class RateNetwork(AbstractVectorField):
                         fix="Chaos sets in at g=1 for large n.")
         if g_t.ndim != 0:
             raise ValueError(
-                f"`g` of RateNetwork.random must be a single number, got {describe(g_t)}. For a batch "
-                "of gains, stack the J of several calls and pass them to RateNetwork(J)."
+                f"`g` of RateNetwork.random must be a single number, got {describe(g_t)}. For a "
+                "batch of gains, stack the J of several calls and pass them to RateNetwork(J)."
             )
         dtype = dtype if dtype is not None else torch.get_default_dtype()
         draw_device = generator.device if generator is not None else (device or "cpu")
         J = torch.randn(n, n, generator=generator, dtype=dtype, device=draw_device)
-        J = (J * (float(g_t) / math.sqrt(n))).to(device=device if device is not None else draw_device)
+        J = J * (float(g_t) / math.sqrt(n))
+        J = J.to(device=device if device is not None else draw_device)
         if zero_diagonal:
             J.fill_diagonal_(0.0)
         return cls(J)
@@ -980,10 +1007,11 @@ class RateNetwork(AbstractVectorField):
             raise ValueError(
                 "The exponent sum of RateNetwork is exactly -n only when diag(J) = 0, but `J` has "
                 f"diagonal entries up to |J_ii| = {float(diag.abs().max()):.3g}. Build it with "
-                "RateNetwork.random(..., zero_diagonal=True), or estimate the sum as the time average "
-                "of the Jacobian's trace along a trajectory."
+                "RateNetwork.random(..., zero_diagonal=True), or estimate the sum as the time "
+                "average of the Jacobian's trace along a trajectory."
             )
-        return torch.full(self.batch_shape, -float(self.dim), dtype=self.J.dtype, device=self.J.device)
+        J = self.J
+        return torch.full(self.batch_shape, -float(self.dim), dtype=J.dtype, device=J.device)
 
     def contraction_rate_bound(self) -> Tensor:
         """``1 - ||J||_2``: a certified lower bound on the Euclidean contraction rate.
@@ -1071,7 +1099,7 @@ class HenonMap(AbstractMap):
     has_analytic_jacobian = True
     dim = 2
     #: Reference parameters of the ground truth.
-    REFERENCE_PARAMS = {"a": 1.4, "b": 0.3}
+    REFERENCE_PARAMS = MappingProxyType({"a": 1.4, "b": 0.3})
 
     def __init__(self, a: float | Tensor = 1.4, b: float | Tensor = 0.3) -> None:
         self.a = _as_param("HenonMap", "a", a, fix="The reference value is a=1.4.")
@@ -1181,7 +1209,8 @@ class LogisticMap(AbstractMap):
                 lyapunov_exponents=(math.log(2.0),),
                 kaplan_yorke_dimension=1.0,
                 reference=(
-                    "Sprott; exact: conjugate to the tent map (Ulam & von Neumann 1947), lambda = ln 2"
+                    "Sprott; exact: conjugate to the tent map (Ulam & von Neumann 1947), "
+                    "lambda = ln 2"
                 ),
                 params={"r": 4.0},
             )
