@@ -1,4 +1,6 @@
-"""Symbolic check of the structured norm in the NGC contraction bound (theory/04_contraction_bound.md).
+"""Symbolic check of the structured norm in the NGC contraction bound.
+
+See theory/04_contraction_bound.md.
 
 Claims, for W = A~ C~ B~^T (A~, B~ block-diagonal with blocks A_g, B_g of shape (n_g, r)),
 T = diag(tau) constant on each group and D = blockdiag(I_r / tau_g):
@@ -43,8 +45,8 @@ def main(sizes=(3, 2), r=1, seed=0):
     for Ag in A:
         _, R = Ag.QRdecomposition()
         assert sp.simplify(R.T * R - Ag.T * Ag) == sp.zeros(r, r)
-    print(f"2. charpoly(W^T T^-2 W) = lam^(N - G r) charpoly(C~^T D G_A D C~ G_B), R^T R = A_g^T A_g  "
-          f"[group sizes {sizes}, r = {r}]  OK")
+    print("2. charpoly(W^T T^-2 W) = lam^(N - G r) charpoly(C~^T D G_A D C~ G_B), "
+          f"R^T R = A_g^T A_g  [group sizes {sizes}, r = {r}]  OK")
 
     # 3. -T^{-1} is symmetric, so mu_2 = its largest eigenvalue = max_g(-1/tau_g) = -1/max_g tau_g.
     vals = {tau[0]: sp.Rational(3, 2), tau[1]: sp.Rational(1, 3)}

@@ -49,7 +49,8 @@ def main():
     rate = sum(gi * fi for gi, fi in zip(g, f))
     closed = -sum(tau[i] * sp.diff(phi(x[i]), x[i]) * f[i] ** 2 for i in range(N))
     assert sp.simplify(sp.expand(rate - closed)) == 0
-    print("1. W = W^T:  dE/dx_i = -tau_i phi'(x_i) xdot_i  and  dE/dt = -sum tau_i phi'(x_i) xdot_i^2  OK")
+    print("1. W = W^T:  dE/dx_i = -tau_i phi'(x_i) xdot_i  and  "
+          "dE/dt = -sum tau_i phi'(x_i) xdot_i^2  OK")
 
     X = sp.symbols("X", real=True)
     # Generic phi: F(X) = X phi(X) - Phi(X) has F' = X phi'(X) and F(0) = -Phi(0) = 0, so by the
@@ -57,12 +58,14 @@ def main():
     F = X * phi(X) - Phi(X)
     dF = sp.diff(F, X).subs(sp.Derivative(Phi(X), X), phi(X)).doit()
     assert sp.simplify(dF - X * sp.diff(phi(X), X)) == 0
-    for name, fn, antider in [("tanh", sp.tanh(X), sp.log(sp.cosh(X))), ("identity", X, X ** 2 / 2)]:
+    gains = [("tanh", sp.tanh(X), sp.log(sp.cosh(X))), ("identity", X, X ** 2 / 2)]
+    for name, fn, antider in gains:
         assert sp.simplify(sp.diff(antider, X) - fn) == 0, name  # Phi' = phi
         assert antider.subs(X, 0) == 0, name  # Phi(0) = 0
         leak = X * fn - antider
         assert sp.simplify(sp.diff(leak, X) - X * sp.diff(fn, X)) == 0, name
-    print("2. x phi(x) - Phi(x) = int_0^x s phi'(s) ds  (generic phi; tanh with Phi = log cosh; identity)  OK")
+    print("2. x phi(x) - Phi(x) = int_0^x s phi'(s) ds  "
+          "(generic phi; tanh with Phi = log cosh; identity)  OK")
 
     a = sp.symbols("a", positive=True)
     stable = a + sp.log(1 + sp.exp(-2 * a)) - sp.log(2)
@@ -79,7 +82,8 @@ def main():
     for i in range(N):
         resid = g2[i] + tau[i] * sp.diff(phi(x[i]), x[i]) * f2[i]
         assert sp.simplify(resid - sp.diff(phi(x[i]), x[i]) * extra[i]) == 0
-    print("4. general W: dE/dx_i + tau_i phi' xdot_i = phi'(x_i) ((W - W^T) phi / 2)_i, vanishes for W = W^T  OK")
+    print("4. general W: dE/dx_i + tau_i phi' xdot_i = phi'(x_i) ((W - W^T) phi / 2)_i, "
+          "vanishes for W = W^T  OK")
 
 
 if __name__ == "__main__":

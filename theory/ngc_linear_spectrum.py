@@ -31,7 +31,8 @@ def check(sizes, r, seed):
     B = [rand_matrix(rng, n, r) for n in sizes]
     C = [[rand_matrix(rng, r, r) for _ in range(G)] for _ in range(G)]
     # Dense M.
-    W = sp.BlockMatrix([[A[g] * C[g][h] * B[h].T for h in range(G)] for g in range(G)]).as_explicit()
+    W = sp.BlockMatrix([[A[g] * C[g][h] * B[h].T for h in range(G)]
+                        for g in range(G)]).as_explicit()
     Tinv = sp.diag(*[1 / taus[g] for g in range(G) for _ in range(sizes[g])])
     M = Tinv * (-sp.eye(N) + k * W)
     # Reduced L.
@@ -50,7 +51,8 @@ def check(sizes, r, seed):
 
 
 if __name__ == "__main__":
-    for sizes, r, seed in [((3, 2), 1, 0), ((3, 1), 2, 1), ((1, 1, 2), 2, 2), ((4,), 2, 3), ((2, 3), 2, 4)]:
+    cases = [((3, 2), 1, 0), ((3, 1), 2, 1), ((1, 1, 2), 2, 2), ((4,), 2, 3), ((2, 3), 2, 4)]
+    for sizes, r, seed in cases:
         q = check(sizes, r, seed)
-        print(f"group sizes {sizes}, rank {r}: det(lam I - M) = det(lam I - L) prod (lam + 1/tau_g)^(n_g - q_g)"
-              f"  [N = {sum(sizes)}, reduced size {q}]  OK")
+        print(f"group sizes {sizes}, rank {r}: det(lam I - M) = det(lam I - L) "
+              f"prod (lam + 1/tau_g)^(n_g - q_g)  [N = {sum(sizes)}, reduced size {q}]  OK")

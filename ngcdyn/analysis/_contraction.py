@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_positive, check_same_device_dtype, check_state, describe
-from ..systems import AbstractVectorField, NGCSystem, autodiff_jacobian
+from ..systems import AbstractVectorField, NGCSystem
 
 __all__ = [
     "matrix_measure",
@@ -235,41 +235,55 @@ def _broadcast_times(t: Any, ys: Tensor) -> Tensor | None:
         ) from None
 
 
-def _autodiff_jacobian_timed(f: Callable, t: Tensor, ys: Tensor, args: Any) -> Tensor:
-    """``df/dy`` at every point with its own time, ``(*pts, n, n)``, by ``vmap(jacfwd)``."""
-    n = ys.shape[-1]
-    flat_y = ys.reshape(-1, n)  # (B, n)
-    flat_t = t.reshape(-1)  # (B,)
+def _jvp_jacobian(f: Callable, t: Tensor, y: Tensor, args: Any) -> Tensor:
+    """``df/dy`` at every point of ``y (*pts, n)``, shape ``(*pts, n, n)``, from ``n`` JVPs.
 
-    def single(ti: Tensor, yi: Tensor) -> Tensor:  # (), (n,) -> (n,)
-        return f(ti.reshape(1), yi.unsqueeze(0), args).squeeze(0)
+    Column ``k`` is the JVP with the tangent ``e_k`` at every point (``f`` acts member-wise), so the
+    whole batch goes through ``f`` at once: parameter batches of the system and per-point times
+    broadcast exactly as in a plain call. The ``n`` columns are batched with ``vmap`` over the
+    tangents only (the primal states are not batched, so data-dependent control flow is fine).
+    """
+    n = y.shape[-1]
+    eye = torch.eye(n, dtype=y.dtype, device=y.device)
+    basis = eye.reshape(n, *([1] * (y.ndim - 1)), n).expand(n, *y.shape)  # (n, *pts, n)
 
-    jac = torch.func.vmap(torch.func.jacfwd(single, argnums=1))(flat_t, flat_y)  # (B, n, n)
-    return jac.reshape(*ys.shape, n)
+    def column(v: Tensor) -> Tensor:  # J v at every point, (*pts, n)
+        return torch.func.jvp(lambda x: f(t, x, args), (y,), (v,))[1]
+
+    cols = torch.func.vmap(column)(basis)  # (n, *pts, n): cols[k] = J e_k
+    return cols.movedim(0, -1)  # (*pts, n, n): [..., i, k] = J_ik
 
 
 def _jacobian_along(
     f: Callable, ys: Tensor, t: Tensor | None, args: Any, jacobian: Callable | None
 ) -> tuple[Tensor, str]:
-    """Jacobians at the points of ``ys`` and which path produced them."""
-    tt = t if t is not None else torch.zeros((), dtype=ys.dtype, device=ys.device)
-    if jacobian is not None:
-        J, source = jacobian(tt, ys, args), "user"
-    elif isinstance(f, AbstractVectorField):
-        J = f.jacobian(tt, ys, args)
-        source = "analytic" if f.has_analytic_jacobian else "autodiff"
-    elif tt.ndim == 0:
-        J, source = autodiff_jacobian(lambda v: f(tt, v, args), ys), "autodiff"
+    """Jacobians ``(*batch, T, n, n)`` at the points of ``ys (*batch, T, n)``, and the path taken.
+
+    The system is evaluated with the points axis moved to the front, ``(T, *batch, n)``, so that
+    parameters batched over ``*batch`` (rule 5 of ``ngcdyn.systems``) broadcast against the
+    trajectories they belong to.
+    """
+    y_m = ys.movedim(-2, 0)  # (T, *batch, n)
+    if t is None:
+        t_m = torch.zeros((), dtype=ys.dtype, device=ys.device)
     else:
-        J, source = _autodiff_jacobian_timed(f, tt, ys, args), "autodiff"
+        t_m = t if t.ndim == 0 else t.movedim(-1, 0)  # (T, *batch) or 0-d
+    if jacobian is not None:
+        J, source = jacobian(t_m, y_m, args), "user"
+    elif isinstance(f, AbstractVectorField) and f.has_analytic_jacobian:
+        J, source = f.jacobian(t_m, y_m, args), "analytic"
+    else:
+        J, source = _jvp_jacobian(f, t_m, y_m, args), "autodiff"
     n = ys.shape[-1]
-    if not isinstance(J, Tensor) or tuple(J.shape) != (*ys.shape, n):
+    if not isinstance(J, Tensor) or tuple(J.shape) != (*y_m.shape, n):
         got = tuple(J.shape) if isinstance(J, Tensor) else type(J).__name__
         raise ValueError(
-            f"The Jacobian ({source}) must have shape (*batch, T, n, n) = {(*ys.shape, n)} for `ys` of "
-            f"shape {tuple(ys.shape)}, got {got}. A `jacobian` callable must return df/dy at every "
-            "point: jacobian(t, ys, args) -> (*ys.shape, n)."
+            f"The Jacobian ({source}) must have one n x n matrix per point, shape {(*y_m.shape, n)} for "
+            f"the states of shape {tuple(y_m.shape)} it was evaluated at (points first), got {got}. "
+            "A `jacobian` callable acts member-wise like f: jacobian(t, y, args) -> (*y.shape, n). "
+            "For a system with batched parameters, pass `ys` whose batch shape contains them."
         )
+    J = J.movedim(0, -3)  # (*batch, T, n, n)
     if J.numel() and not bool(torch.isfinite(J).all()):
         bad = (~torch.isfinite(J)).reshape(-1, n * n).any(-1).nonzero().flatten().tolist()
         raise ValueError(
@@ -359,7 +373,9 @@ def contraction_rate(
     f : callable ``f(t, y, args)`` or AbstractVectorField
         The vector field. An :class:`~ngcdyn.systems.AbstractVectorField` supplies its analytic
         Jacobian when it has one; otherwise the Jacobian is computed by forward-mode autodiff
-        (``torch.func``; ``f`` must then be composable with ``vmap``/``jacfwd``).
+        (``n`` Jacobian-vector products over all points at once, ``torch.func.jvp``). The system
+        is called with the points axis first, states ``(T, *batch, n)``, so parameters batched
+        over ``*batch`` broadcast against their own trajectories.
     ys : (*batch, T, n) tensor
         States: trajectories (``sol.ys``) or sampled points (the points axis is the one before last;
         for a single state use ``ys.unsqueeze(-2)``).
@@ -373,8 +389,9 @@ def contraction_rate(
     P : (n, n) tensor, optional
         Constant invertible metric: the norm is ``||P x||``. It broadcasts against the Jacobians
         ``(*batch, T, n, n)``; one metric per trajectory is ``(*batch, 1, n, n)``.
-    jacobian : callable ``jacobian(t, ys, args) -> (*batch, T, n, n)``, optional
-        A user Jacobian, used instead of the system's or autodiff.
+    jacobian : callable ``jacobian(t, y, args) -> (*y.shape, n)``, optional
+        A user Jacobian, used instead of the system's or autodiff; member-wise like ``f`` (it is
+        called once with all points, ``y`` of shape ``(T, *batch, n)``).
 
     Returns
     -------
@@ -441,7 +458,7 @@ def contraction_rate(
     J, source = _jacobian_along(f, ys, tt, args, jacobian)  # (*batch, T, n, n)
     measures = matrix_measure(J, norm=which, P=P)  # (*batch, T)
     if measures.shape != ys.shape[:-1]:
-        # A batched P broadcast the batch further: keep the broadcast shape honest.
+        # A batched P broadcast the batch further; the states are shared along the new dimensions.
         ys = ys.expand(*measures.shape, ys.shape[-1])
     worst, argmax = measures.max(dim=-1)  # (*batch,)
     idx = argmax[..., None, None].expand(*argmax.shape, 1, ys.shape[-1])

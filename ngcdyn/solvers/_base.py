@@ -80,7 +80,7 @@ class AbstractSolver(abc.ABC):
         t0_flat = t0_.expand(batch).reshape(B) if t0_.ndim else t0_.expand(B)
 
         if len(batch) == 1:
-            fn = lambda t, y, a: f(t, y, a)  # noqa: E731  (already (B, n))
+            fn = f  # already (B, n); passing f itself lets compiled solvers reuse their graph
         else:
             def fn(t: Tensor, y: Tensor, a: Any) -> Tensor:
                 tt = t.reshape(batch) if t.ndim else t

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -59,6 +59,14 @@ class RungeKutta(AbstractSolver):
         ``NONFINITE`` if the last attempt produced NaN/inf). The floor is never below 4 ulp of t.
     safety, fac_min, fac_max, beta
         Step-size controller constants (rarely changed).
+    output_buffer_bytes
+        Steps are logged and their interpolant evaluated at ``t_eval`` in batches once the log
+        holds this many bytes (default 64 MiB): fewer tensor ops per step, bounded memory.
+    compile
+        Compile the step (all stages, the error norm and the controller) into one graph with
+        ``torch.compile``. Pays off when per-step overhead dominates (small states, many steps);
+        the first solve pays the compilation (tens of seconds on a CPU), later solves with the same
+        vector field reuse it. The vector field must be traceable by ``torch.compile``.
 
     References
     ----------
@@ -95,6 +103,8 @@ class RungeKutta(AbstractSolver):
         fac_min: float = 0.2,
         fac_max: float = 10.0,
         beta: float = 0.04,
+        output_buffer_bytes: int = 64 * 2**20,
+        compile: bool = False,
     ) -> None:
         if isinstance(method, ButcherTableau):
             tab = method
@@ -135,6 +145,8 @@ class RungeKutta(AbstractSolver):
                 f"`fac_min` < 1 < `fac_max` is required, got fac_min={fac_min}, fac_max={fac_max}."
             )
         self.beta = float(beta)
+        self.output_buffer_bytes = check_nonnegative_int("output_buffer_bytes", output_buffer_bytes)
+        self.compile = bool(compile)
         if self.adaptive:
             eps = np.finfo(np.float32).eps
             if self.rtol < 100 * eps:
@@ -213,7 +225,6 @@ class RungeKutta(AbstractSolver):
         te = te.contiguous()
         t_end = te[:, -1]
         ar = torch.arange(B, device=device)
-        arange_T = torch.arange(T, device=device)
 
         out = torch.full((B, T + 1, n), float("nan"), dtype=y0.dtype, device=device)  # +1: scratch
         y = y0
@@ -245,12 +256,14 @@ class RungeKutta(AbstractSolver):
         err_prev = torch.ones_like(t)
         # Step-size floor: dt_min, and never below 4 ulp of the largest |t| of the member's span.
         floor = (4 * eps * torch.maximum(t.abs(), t_end.abs())).clamp_min(self.dt_min)
-        dense_rec = _DenseRecorder(tab, P) if dense else None
-        fsal = tab.fsal
-        adaptive = self.adaptive
-        safety, fac_min, fac_max, alpha, beta = (
-            self.safety, self.fac_min, self.fac_max, self._alpha, self.beta)
-        n_new_f = s - 1 if fsal else s
+        log = _StepLog(P, keep=dense, budget_bytes=self.output_buffer_bytes)
+        n_new_f = s - 1 if tab.fsal else s
+        cfg = _IterConfig(
+            cols=cols, c=tuple(c_list), fsal=tab.fsal, adaptive=self.adaptive, rtol=float(rtol),
+            atol=float(atol), safety=self.safety, fac_min=self.fac_min, fac_max=self.fac_max,
+            alpha=self._alpha, beta=self.beta, inv_sqrt_n=1.0 / math.sqrt(n),
+        )
+        iterate = _compiled_iteration() if self.compile else _iteration
         # Per-iteration masks, summed at the end into the per-member counters (cheaper than
         # updating counters in the loop: every op in this loop is paid once per step).
         active_log: list[Tensor] = []
@@ -258,93 +271,31 @@ class RungeKutta(AbstractSolver):
         iteration = 0
 
         while not bool(done.all()):
-            active = ~done
             if iteration >= self.max_steps:
                 # Every active member has attempted exactly `iteration` steps.
-                status = torch.where(active, int(Status.MAX_STEPS), status)
+                status = torch.where(~done, int(Status.MAX_STEPS), status)
                 break
             iteration += 1
-            remaining = t_end - t
-            # Land exactly on the end time. Frozen members keep their (positive) dt, so no
-            # division by zero enters the graph.
-            last = active & (dt >= remaining)
-            h = torch.where(last, remaining, dt)
-            h_col = h[:, None]
-            # Stage loop: acc[r] accumulates Σ_j M[r, j] k_j for every row r (later stage inputs,
-            # the solution weights b and the error weights e) in one fused op per stage.
-            acc = cols[0] * k1  # (R, B, n)
-            ks = [k1]
-            y_stage = y
-            for i in range(1, s):
-                y_stage = torch.addcmul(y, h_col, acc[i])
-                k = F(t + c_list[i] * h, y_stage, args)
-                ks.append(k)
-                acc = torch.addcmul(acc, cols[i], k)
-            t_new = torch.where(last, t_end, t + h)
-            if fsal:
-                y_new = y_stage  # a[-1] = b: the last stage input is the new solution
-                f_new = ks[-1]
-            else:
-                y_new = torch.addcmul(y, h_col, acc[s])
-                f_new = F(t_new, y_new, args)  # the next step's first stage
-            if adaptive:
-                scale = torch.maximum(y.abs(), y_new.abs()).mul_(rtol).add_(atol)
-                en = torch.linalg.vector_norm(h_col * acc[s + 1] / scale, dim=-1) / math.sqrt(n)
-                # NaN/inf in the error (a blow-up inside the step) counts as a rejection.
-                finite = torch.isfinite(en)
-                en = torch.where(finite, en, 1e10)
-                accept = active & (en <= 1.0)
-            else:
-                finite = torch.isfinite(y_new).all(-1) & torch.isfinite(f_new).all(-1)
-                accept = active & finite
+            (t_n, y_n, k1_n, dt, err_prev, active, accept, reached, bad, finite, h, y_new, f_new,
+             stages) = iterate(F, args, cfg, t, y, k1, dt, err_prev, done, t_end, floor)
             active_log.append(active)
             accept_log.append(accept)
-
-            # ---- dense output at the requested points inside (t, t_new]
-            hi = torch.searchsorted(te, t_new[:, None], right=True).squeeze(1)
-            hi = torch.where(accept, hi, next_idx)
-            m = int((hi - next_idx).max())
-            if m > 0:
-                # All points of this step at once: (B, m) query indices, masked per member.
-                idx = next_idx[:, None] + arange_T[:m]  # (B, m)
-                valid = idx < hi[:, None]  # (B, m)
-                theta = (te.gather(1, idx.clamp(max=T - 1)) - t[:, None]) / h_col  # (B, m)
-                val = _interpolate(P, theta, h, y, y_new, torch.stack(ks, 1), k1, f_new)
-                # Invalid slots write to the scratch column T, so the real indices are unique per
-                # row (index_put_ with repeated indices has no defined winner). In place: copying
-                # the whole (B, T, n) buffer per step would dominate the cost.
-                out.index_put_((ar[:, None].expand(B, m), torch.where(valid, idx, T)), val)
-                next_idx = hi
-            if dense_rec is not None:
-                dense_rec.record(t, h, accept, y, y_new, ks, k1, f_new)
-
-            # ---- state update
-            acc_col = accept[:, None]
-            y = torch.where(acc_col, y_new, y)
-            k1 = torch.where(acc_col, f_new, k1)
-            t = torch.where(accept, t_new, t)
-            reached = accept & last
-            if adaptive:
-                # PI controller (Hairer–Wanner II.4, eq. 4.13 with Gustafsson's memory term).
-                en_c = en.clamp_min(1e-10)
-                fac = (safety * en_c.pow(-alpha) * err_prev.pow(beta)).clamp(fac_min, fac_max)
-                # After a rejection the step never grows; after a non-finite attempt shrink hard.
-                fac = torch.where(accept, fac, torch.where(finite, fac.clamp(max=1.0), fac_min))
-                dt = torch.where(active, h * fac, dt)
-                err_prev = torch.where(accept, en_c.clamp_min(1e-4), err_prev)
-                tiny = active & ~reached & (dt < floor)
-                if bool(tiny.any()):
+            # Output: log the step; its interpolant is evaluated in batches (see _StepLog).
+            log.append(t, h, accept, y, y_new, stages, k1, f_new)
+            t, y, k1 = t_n, y_n, k1_n
+            if bool(bad.any()):
+                # Adaptive: the step size fell below its floor; fixed step: NaN/inf in the step.
+                if self.adaptive:
                     code = torch.where(finite, int(Status.DT_UNDERFLOW), int(Status.NONFINITE))
-                    status = torch.where(tiny, code, status)
-                    done = done | tiny
-            else:
-                # A fixed-step member whose step produced NaN/inf cannot retry: it has diverged.
-                fail = active & ~finite
-                if bool(fail.any()):
-                    status = torch.where(fail, int(Status.NONFINITE), status)
-                    done = done | fail
+                else:
+                    code = torch.full_like(status, int(Status.NONFINITE))
+                status = torch.where(bad, code, status)
+                done = done | bad
             done = done | reached
+            if log.full:
+                next_idx = log.flush(out, te, next_idx, t)
 
+        next_idx = log.flush(out, te, next_idx, t)
         if active_log:
             act = torch.stack(active_log, 0).long()
             acc_ = torch.stack(accept_log, 0).long()
@@ -357,8 +308,8 @@ class RungeKutta(AbstractSolver):
 
         stats = {"n_f_evals": n_f, "n_accepted": n_acc, "n_rejected": n_rej, "n_steps": n_acc + n_rej}
         dense_out = None
-        if dense_rec is not None:
-            dense_out = dense_rec.finish(direction, all_fwd)
+        if dense:
+            dense_out = log.dense_output(direction)
         return out[:, :T], status, stats, dense_out
 
     def _initial_step(self, F, t, y, f0, args, rtol, atol) -> Tensor:
@@ -385,8 +336,99 @@ class RungeKutta(AbstractSolver):
         return torch.minimum(100 * h0, h1)
 
 
-def _interpolate(P: Tensor | None, theta: Tensor, h: Tensor, y0: Tensor, y1: Tensor, K: Tensor,
-                 f0: Tensor, f1: Tensor) -> Tensor:
+class _IterConfig(NamedTuple):
+    """Constants of one solve's step iteration (fixed for the whole solve)."""
+
+    cols: tuple[Tensor, ...]
+    c: tuple[float, ...]
+    fsal: bool
+    adaptive: bool
+    rtol: float
+    atol: float
+    safety: float
+    fac_min: float
+    fac_max: float
+    alpha: float
+    beta: float
+    inv_sqrt_n: float
+
+
+def _iteration(F, args, cfg: _IterConfig, t, y, k1, dt, err_prev, done, t_end, floor):
+    """One attempted step for every member, with acceptance and step-size control.
+
+    Pure tensor code (no host synchronisation), so that it can be compiled as one graph.
+    Returns the updated ``(t, y, k1, dt, err_prev)``, the masks ``active, accept, reached, bad,
+    finite``, and the step data the output needs: ``h, y_new, f_new`` and the stages ``(B, s, n)``.
+    """
+    active = ~done
+    remaining = t_end - t
+    # Land exactly on the end time. Frozen members keep their (positive) dt, so no division by
+    # zero enters the graph.
+    last = active & (dt >= remaining)
+    h = torch.where(last, remaining, dt)
+    h_col = h[:, None]
+    cols = cfg.cols
+    s = len(cols)
+    # Stage loop: acc[r] accumulates Σ_j M[r, j] k_j for every row r (later stage inputs, the
+    # solution weights b and the error weights e) in one fused op per stage.
+    acc = cols[0] * k1  # (R, B, n)
+    ks = [k1]
+    y_stage = y
+    for i in range(1, s):
+        y_stage = torch.addcmul(y, h_col, acc[i])
+        k = F(t + cfg.c[i] * h, y_stage, args)
+        ks.append(k)
+        acc = torch.addcmul(acc, cols[i], k)
+    t_new = torch.where(last, t_end, t + h)
+    if cfg.fsal:
+        y_new = y_stage  # a[-1] = b: the last stage input is the new solution
+        f_new = ks[-1]
+    else:
+        y_new = torch.addcmul(y, h_col, acc[s])
+        f_new = F(t_new, y_new, args)  # the next step's first stage
+    if cfg.adaptive:
+        scale = torch.maximum(y.abs(), y_new.abs()) * cfg.rtol + cfg.atol
+        en = torch.linalg.vector_norm(h_col * acc[s + 1] / scale, dim=-1) * cfg.inv_sqrt_n
+        # NaN/inf in the error (a blow-up inside the step) counts as a rejection.
+        finite = torch.isfinite(en)
+        en = torch.where(finite, en, 1e10)
+        accept = active & (en <= 1.0)
+    else:
+        finite = torch.isfinite(y_new).all(-1) & torch.isfinite(f_new).all(-1)
+        accept = active & finite
+    acc_col = accept[:, None]
+    y_next = torch.where(acc_col, y_new, y)
+    k1_next = torch.where(acc_col, f_new, k1)
+    t_next = torch.where(accept, t_new, t)
+    reached = accept & last
+    if cfg.adaptive:
+        # PI controller (Hairer–Wanner II.4, eq. 4.13, with Gustafsson's memory term).
+        en_c = en.clamp_min(1e-10)
+        fac = (cfg.safety * en_c.pow(-cfg.alpha) * err_prev.pow(cfg.beta)).clamp(cfg.fac_min, cfg.fac_max)
+        # After a rejection the step never grows; after a non-finite attempt shrink hard.
+        fac = torch.where(accept, fac, torch.where(finite, fac.clamp(max=1.0), cfg.fac_min))
+        dt = torch.where(active, h * fac, dt)
+        err_prev = torch.where(accept, en_c.clamp_min(1e-4), err_prev)
+        bad = active & ~reached & (dt < floor)
+    else:
+        # A fixed-step member whose step produced NaN/inf cannot retry: it has diverged.
+        bad = active & ~finite
+    return (t_next, y_next, k1_next, dt, err_prev, active, accept, reached, bad, finite, h, y_new,
+            f_new, torch.stack(ks, 1))
+
+
+_COMPILED: list = []
+
+
+def _compiled_iteration():
+    """``_iteration`` compiled with ``torch.compile`` (created once per process, then cached)."""
+    if not _COMPILED:
+        _COMPILED.append(torch.compile(_iteration, dynamic=False))
+    return _COMPILED[0]
+
+
+def _interpolate(P: Tensor | None, theta: Tensor, h: Tensor, y0: Tensor, y1: Tensor,
+                 K: Tensor | None, f0: Tensor | None, f1: Tensor | None) -> Tensor:
     """A step's interpolant at ``t + θh``.
 
     ``theta`` (B, m); ``h`` (B,); ``y0, y1, f0, f1`` (B, n); ``K`` (B, s, n) the stages.
@@ -409,72 +451,131 @@ def _interpolate(P: Tensor | None, theta: Tensor, h: Tensor, y0: Tensor, y1: Ten
     )
 
 
-class _DenseRecorder:
-    """Stores each iteration's step data so the interpolant can be evaluated afterwards."""
+class _StepLog:
+    """The per-iteration step data, turned into output values in batches.
 
-    def __init__(self, tab: ButcherTableau, P) -> None:
-        self.tab, self.P = tab, P
+    Interpolating at the requested times inside every step would cost a dozen small tensor ops
+    per step; instead the steps are logged (references only, plus one stack of the stages) and,
+    whenever the log holds more than ``budget_bytes`` or the solve ends, every output time inside
+    the logged steps is evaluated in one vectorised pass. With ``keep=True`` the log is kept
+    whole to serve ``Solution.evaluate`` (dense output).
+    """
+
+    def __init__(self, P: Tensor | None, *, keep: bool, budget_bytes: int) -> None:
+        self.P = P
+        self.keep = keep
+        self.budget = budget_bytes
         self.rows: list[tuple[Tensor, ...]] = []
+        self.chunks: list[tuple[Tensor, ...]] = []
+        self.nbytes = 0
 
-    def record(self, t, h, accept, y, y_new, ks, f0, f1) -> None:
-        self.rows.append((t, h, accept, y, y_new, torch.stack(ks, 1), f0, f1))
+    def append(self, t, h, accept, y, y_new, stages, f0, f1) -> None:
+        if self.P is not None:
+            row = (t, h, accept, y, y_new, stages)  # stages (B, s, n)
+        else:
+            row = (t, h, accept, y, y_new, f0, f1)  # Hermite needs only the end derivatives
+        self.rows.append(row)
+        self.nbytes += sum(x.numel() * x.element_size() for x in row[3:])
 
-    def finish(self, direction: Tensor, all_fwd: bool) -> "_DenseOutput":
-        t, h, acc, y, y1, K, f0, f1 = (torch.stack(x, 0) for x in zip(*self.rows))  # (I, B, ...)
-        return _DenseOutput(self.tab, self.P, t, h, acc, y, y1, K, f0, f1, direction)
+    @property
+    def full(self) -> bool:
+        return self.nbytes > self.budget
+
+    def _stacked(self) -> tuple[Tensor, ...]:
+        return tuple(torch.stack(x, 0) for x in zip(*self.rows))  # (I, B, ...)
+
+    def flush(self, out: Tensor, te: Tensor, next_idx: Tensor, t_now: Tensor) -> Tensor:
+        """Write every output time in (previous flush, t_now] into ``out``; return the new index."""
+        if not self.rows:
+            return next_idx
+        chunk = self._stacked()
+        if self.keep:
+            self.chunks.append(chunk)
+        self.rows = []
+        self.nbytes = 0
+        T = te.shape[1]
+        hi = torch.searchsorted(te, t_now[:, None], right=True).squeeze(1)  # points <= t_now
+        m = int((hi - next_idx).max()) if hi.numel() else 0
+        if m <= 0:
+            return torch.maximum(hi, next_idx)
+        B = te.shape[0]
+        idx = next_idx[:, None] + torch.arange(m, device=te.device)  # (B, m)
+        valid = idx < hi[:, None]
+        tau = te.gather(1, idx.clamp(max=T - 1))  # (B, m)
+        val = _evaluate_steps(self.P, chunk, tau)  # (B, m, n)
+        ar = torch.arange(B, device=te.device)[:, None].expand(B, m)
+        # Invalid slots write to the scratch column T, so the real indices are unique per row
+        # (index_put_ with repeated indices has no defined winner).
+        out.index_put_((ar, torch.where(valid, idx, T)), val)
+        return torch.maximum(hi, next_idx)
+
+    def dense_output(self, direction: Tensor) -> "_DenseOutput":
+        chunks = self.chunks
+        cat = tuple(torch.cat(parts, 0) for parts in zip(*chunks))
+        return _DenseOutput(self.P, cat, direction)
+
+
+def _evaluate_steps(P: Tensor | None, steps: tuple[Tensor, ...], tau: Tensor) -> Tensor:
+    """Evaluate the logged steps' interpolant at times ``tau`` (B, Q) (τ-space); (B, Q, n).
+
+    For each member and query, the step used is the last accepted step starting at or before the
+    query (accepted steps tile each member's span without gaps).
+    """
+    t, h, acc = steps[0], steps[1], steps[2]  # (I, B)
+    st = t.T  # (B, I)
+    ok_starts = torch.where(acc.T, st, torch.full_like(st, float("inf")))
+    # Accepted starts increase strictly per member; rejected attempts get +inf and sort last.
+    order = torch.argsort(ok_starts, dim=1, stable=True)
+    sorted_starts = torch.gather(ok_starts, 1, order).contiguous()
+    pos = torch.searchsorted(sorted_starts, tau.contiguous(), right=True) - 1
+    n_ok = acc.sum(0)  # (B,)
+    pos = torch.minimum(pos.clamp(min=0), (n_ok - 1).clamp_min(0)[:, None])
+    it = torch.gather(order, 1, pos)  # (B, Q) iteration index of the step
+    B, Q = tau.shape
+    bidx = torch.arange(B, device=tau.device)[:, None].expand(B, Q)
+    it_f, b_f = it.reshape(-1), bidx.reshape(-1)  # one (step, member) pair per query
+    h_q = h[it_f, b_f]
+    theta = (tau.reshape(-1) - t[it_f, b_f]) / h_q
+    y0 = steps[3][it_f, b_f]
+    y1 = steps[4][it_f, b_f]
+    if P is not None:
+        K = steps[5][it_f, b_f]  # (B*Q, s, n)
+        val = _interpolate(P, theta[:, None], h_q, y0, y1, K, None, None)
+    else:
+        val = _interpolate(None, theta[:, None], h_q, y0, y1, None, steps[5][it_f, b_f], steps[6][it_f, b_f])
+    return val.reshape(B, Q, -1)
 
 
 class _DenseOutput:
-    def __init__(self, tab, P, t, h, acc, y, y1, K, f0, f1, direction):
-        self.tab, self.P = tab, P
-        self.t, self.h, self.acc = t, h, acc  # (I, B)
-        self.y, self.y1, self.f0, self.f1 = y, y1, f0, f1  # (I, B, n)
-        self.K = K  # (I, B, s, n)
+    """Dense output over a whole solve: the logged steps plus each member's direction."""
+
+    def __init__(self, P: Tensor | None, steps: tuple[Tensor, ...], direction: Tensor) -> None:
+        self.P = P
+        self.steps = steps
         self.direction = direction  # (B,)
-        self.batch_shape: tuple[int, ...] = (t.shape[1],)
+        self.batch_shape: tuple[int, ...] = (steps[0].shape[1],)
 
     def with_batch_shape(self, batch) -> "_DenseOutput":
         self.batch_shape = tuple(batch)
         return self
 
     def __call__(self, tq: Tensor | float) -> Tensor:
-        B = self.t.shape[1]
-        n = self.y.shape[-1]
-        tq = torch.as_tensor(tq, dtype=self.t.dtype, device=self.t.device)
+        t, h, acc = self.steps[0], self.steps[1], self.steps[2]
+        B = t.shape[1]
+        tq = torch.as_tensor(tq, dtype=t.dtype, device=t.device)
         scalar = tq.ndim == 0
         q = tq.reshape(1) if scalar else tq
-        if q.ndim == 1:
-            q = q.expand(B, q.shape[0])
-        else:
-            q = q.reshape(B, q.shape[-1])
+        q = q.expand(B, q.shape[0]) if q.ndim == 1 else q.reshape(B, q.shape[-1])
         tau = q * self.direction[:, None]  # (B, Q) in τ-space
-        # The last accepted step whose start is <= τ. Accepted starts increase strictly per member;
-        # rejected attempts get +inf and so sort last.
-        st = self.t.T  # (B, I)
-        ok_starts = torch.where(self.acc.T, st, torch.full_like(st, float("inf")))
-        order = torch.argsort(ok_starts, dim=1, stable=True)
-        sorted_starts = torch.gather(ok_starts, 1, order).contiguous()
-        pos = torch.searchsorted(sorted_starts, tau.contiguous(), right=True) - 1
-        n_ok = self.acc.sum(0)  # (B,)
-        pos = pos.clamp(min=0)
-        pos = torch.minimum(pos, (n_ok - 1).clamp_min(0)[:, None])
-        it = torch.gather(order, 1, pos)  # (B, Q) iteration index
-        bidx = torch.arange(B, device=q.device)[:, None].expand_as(it)
-        t0 = self.t[it, bidx]
-        h = self.h[it, bidx]
-        theta = (tau - t0) / h
-        end = t0 + h
-        outside = (tau < self.t[0][:, None] - 1e-12 * h.abs()) | (tau > end + 1e-9 * h.abs())
-        if bool(outside.any()):
+        big = torch.full_like(t, float("inf"))
+        start = torch.where(acc, t, big).amin(0)  # (B,) first accepted start
+        end = torch.where(acc, t + h, -big).amax(0)  # (B,) last reached time
+        slack = 1e-9 * (end - start).abs()[:, None]
+        if bool(((tau < start[:, None] - slack) | (tau > end[:, None] + slack)).any()):
             raise ValueError(
                 "`t` passed to Solution.evaluate lies outside the integrated span of some members; "
                 "query only times between t0 and each member's last reached time."
             )
-        Q = q.shape[1]
-        it_f, b_f = it.reshape(-1), bidx.reshape(-1)  # one (step, member) pair per query
-        val = _interpolate(
-            self.P, theta.reshape(-1, 1), h.reshape(-1), self.y[it_f, b_f], self.y1[it_f, b_f],
-            self.K[it_f, b_f], self.f0[it_f, b_f], self.f1[it_f, b_f],
-        )  # (B*Q, 1, n)
-        val = val.reshape(*self.batch_shape, Q, n)
+        val = _evaluate_steps(self.P, self.steps, tau)
+        val = val.reshape(*self.batch_shape, q.shape[1], val.shape[-1])
         return val[..., 0, :] if scalar else val

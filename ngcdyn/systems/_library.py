@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Callable
 
@@ -212,6 +213,22 @@ def _floats(params: dict[str, Tensor]) -> dict[str, Any]:
     }
 
 
+def _eigvals(A: Tensor) -> Tensor:
+    """``torch.linalg.eigvals`` that survives badly scaled input.
+
+    LAPACK's QR iteration can fail to converge on matrices with entries near the underflow
+    threshold (seen with entries of 1e-248 next to 1). Only then, entries below ``eps * max|A|`` are
+    set to zero and the decomposition retried: that perturbs ``A`` by less than ``n eps max|A|``,
+    the size of the algorithm's own backward error, so the eigenvalues stay as accurate as before.
+    """
+    try:
+        return torch.linalg.eigvals(A)
+    except torch.linalg.LinAlgError:
+        scale = A.abs().amax(dim=(-2, -1), keepdim=True)
+        tiny = A.abs() < torch.finfo(A.dtype).eps * scale
+        return torch.linalg.eigvals(torch.where(tiny, torch.zeros_like(A), A))
+
+
 def _desc_real_parts(eigenvalues: Tensor) -> Tensor:
     """Real parts sorted in descending order along the last dimension."""
     return torch.sort(eigenvalues.real, dim=-1, descending=True).values
@@ -261,10 +278,11 @@ class LinearSystem(AbstractVectorField):
     batch_shape : torch.Size
         ``*pbatch``.
     ground_truth : GroundTruth
-        For an unbatched ``A``: exponents = ``Re eig(A)`` in descending order, contraction rate
-        ``-mu_2(A) = -λ_max((A + Aᵀ)/2)``, Kaplan–Yorke dimension 0 when every exponent is
-        negative (the attractor is the origin), else ``None``. For a batched ``A`` every number is
-        ``None``: use :meth:`exact_exponents` and :meth:`exact_mu`, which are batched.
+        Computed on first access. For an unbatched ``A``: exponents = ``Re eig(A)`` in descending
+        order, contraction rate ``-mu_2(A) = -λ_max((A + Aᵀ)/2)``, Kaplan–Yorke dimension 0 when
+        every exponent is negative (the attractor is the origin), else ``None``. For a batched
+        ``A`` every number is ``None``: use :meth:`exact_exponents` and :meth:`exact_mu`, which
+        are batched.
 
     Raises
     ------
@@ -305,26 +323,29 @@ class LinearSystem(AbstractVectorField):
         self.dim = int(self.A.shape[-1])
         self.batch_shape = self.A.shape[:-2]
         self._cache: dict = {}
-        if self.A.ndim == 2:
-            exps = [float(v) for v in self.exact_exponents()]
-            self.ground_truth = GroundTruth(
-                lyapunov_exponents=tuple(exps),
-                contraction_rate=-float(self.exact_mu(2)),
-                kaplan_yorke_dimension=0.0 if exps[0] < 0 else None,
-                reference=(
-                    "derived: the exponents of dy/dt = A y are Re eig(A) with multiplicity; the "
-                    "Euclidean contraction rate is -lambda_max((A + A^T)/2) (Lohmiller & Slotine "
-                    "1998; Desoer & Vidyasagar 1975, II.8)"
-                ),
-                params=_floats({"A": self.A}),
-            )
-        else:
-            self.ground_truth = GroundTruth(
+
+    @cached_property
+    def ground_truth(self) -> GroundTruth:  # type: ignore[override]
+        # Computed on first access: an eigen-decomposition is O(n^3).
+        if self.A.ndim > 2:
+            return GroundTruth(
                 reference=(
                     "batched A: call exact_exponents() (Re eig(A), descending) and exact_mu(norm) "
                     "for per-member values"
                 ),
             )
+        exps = [float(v) for v in self.exact_exponents()]
+        return GroundTruth(
+            lyapunov_exponents=tuple(exps),
+            contraction_rate=-float(self.exact_mu(2)),
+            kaplan_yorke_dimension=0.0 if exps[0] < 0 else None,
+            reference=(
+                "derived: the exponents of dy/dt = A y are Re eig(A) with multiplicity; the "
+                "Euclidean contraction rate is -lambda_max((A + A^T)/2) (Lohmiller & Slotine "
+                "1998; Desoer & Vidyasagar 1975, II.8)"
+            ),
+            params=_floats({"A": self.A}),
+        )
 
     def _call_impl(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
         A = _cast(self._cache, self.A, y)
@@ -358,7 +379,7 @@ class LinearSystem(AbstractVectorField):
         >>> LinearSystem(A).exact_exponents().tolist()
         [[0.1, -0.4], [-0.5, -0.5]]
         """
-        return _desc_real_parts(torch.linalg.eigvals(self.A.detach())).to(self.A.dtype)
+        return _desc_real_parts(_eigvals(self.A.detach())).to(self.A.dtype)
 
     def exact_mu(self, norm: int | float | str = 2) -> Tensor:
         r"""The matrix measure (logarithmic norm) ``mu(A)`` induced by a vector norm.
@@ -877,8 +898,8 @@ class RateNetwork(AbstractVectorField):
     batch_shape : torch.Size
         ``*pbatch``.
     ground_truth : GroundTruth
-        For an unbatched ``J`` with ``||J||_2 < 1``: exponents ``Re eig(J - I)`` (descending) and
-        Kaplan–Yorke dimension 0; otherwise ``None``.
+        Computed on first access. For an unbatched ``J`` with ``||J||_2 < 1``: exponents
+        ``Re eig(J - I)`` (descending) and Kaplan–Yorke dimension 0; otherwise ``None``.
 
     Raises
     ------
@@ -915,18 +936,22 @@ class RateNetwork(AbstractVectorField):
         self.dim = int(self.J.shape[-1])
         self.batch_shape = self.J.shape[:-2]
         self._cache: dict = {}
-        ref = (
-            "Sompolinsky, Crisanti, Sommers, PRL 61 (1988): origin stable for g < 1, chaos for "
-            "g > 1 (n -> inf); derived: sum of exponents = -n when diag(J) = 0; ||J||_2 < 1 "
-            "certifies contraction (mu_2 subadditivity), then the exponents are Re eig(J - I)"
-        )
+
+    @cached_property
+    def ground_truth(self) -> GroundTruth:  # type: ignore[override]
+        # Computed on first access: a norm and an eigen-decomposition, O(n^3).
         gt_exps = None
         if self.J.ndim == 2 and float(self.contraction_rate_bound()) > 0:
             gt_exps = tuple(float(v) for v in self.fixed_point_exponents())
-        self.ground_truth = GroundTruth(
+        return GroundTruth(
             lyapunov_exponents=gt_exps,
             kaplan_yorke_dimension=0.0 if gt_exps is not None else None,
-            reference=ref,
+            reference=(
+                "Sompolinsky, Crisanti, Sommers, PRL 61 (1988): origin stable for g < 1, chaos "
+                "for g > 1 (n -> inf); derived: sum of exponents = -n when diag(J) = 0; "
+                "||J||_2 < 1 certifies contraction (mu_2 subadditivity), then the exponents are "
+                "Re eig(J - I)"
+            ),
             params={"n": self.dim},
         )
 
@@ -1036,7 +1061,7 @@ class RateNetwork(AbstractVectorField):
         Tensor, shape ``(*pbatch, n)``
         """
         eye = torch.eye(self.dim, dtype=self.J.dtype, device=self.J.device)
-        return _desc_real_parts(torch.linalg.eigvals(self.J.detach() - eye)).to(self.J.dtype)
+        return _desc_real_parts(_eigvals(self.J.detach() - eye)).to(self.J.dtype)
 
     def __repr__(self) -> str:
         return f"RateNetwork(n={self.dim}, J={describe(self.J.detach())})"
@@ -1248,8 +1273,9 @@ class LinearMap(AbstractMap):
     dim : int
     batch_shape : torch.Size
     ground_truth : GroundTruth
-        For an unbatched ``A``: exponents ``ln |eig(A)|`` (descending), Kaplan–Yorke dimension 0
-        when all are negative; otherwise ``None`` (use :meth:`exact_exponents`).
+        Computed on first access. For an unbatched ``A``: exponents ``ln |eig(A)|``
+        (descending), Kaplan–Yorke dimension 0 when all are negative; otherwise ``None`` (use
+        :meth:`exact_exponents`).
 
     Raises
     ------
@@ -1282,18 +1308,21 @@ class LinearMap(AbstractMap):
         self.dim = int(self.A.shape[-1])
         self.batch_shape = self.A.shape[:-2]
         self._cache: dict = {}
-        if self.A.ndim == 2:
-            exps = tuple(float(v) for v in self.exact_exponents())
-            self.ground_truth = GroundTruth(
-                lyapunov_exponents=exps,
-                kaplan_yorke_dimension=0.0 if exps[0] < 0 else None,
-                reference="derived: exponents of x <- A x are ln|eig(A)| with multiplicity",
-                params=_floats({"A": self.A}),
-            )
-        else:
-            self.ground_truth = GroundTruth(
+
+    @cached_property
+    def ground_truth(self) -> GroundTruth:  # type: ignore[override]
+        # Computed on first access: an eigen-decomposition is O(n^3).
+        if self.A.ndim > 2:
+            return GroundTruth(
                 reference="batched A: call exact_exponents() (ln|eig(A)|, descending) per member"
             )
+        exps = tuple(float(v) for v in self.exact_exponents())
+        return GroundTruth(
+            lyapunov_exponents=exps,
+            kaplan_yorke_dimension=0.0 if exps[0] < 0 else None,
+            reference="derived: exponents of x <- A x are ln|eig(A)| with multiplicity",
+            params=_floats({"A": self.A}),
+        )
 
     def _call_impl(self, x: Tensor, args: Any) -> Tensor:
         A = _cast(self._cache, self.A, x)
@@ -1306,7 +1335,7 @@ class LinearMap(AbstractMap):
 
     def exact_exponents(self) -> Tensor:
         """``ln |eig(A)|`` in descending order: shape ``(*pbatch, n)``."""
-        mods = torch.linalg.eigvals(self.A.detach()).abs()
+        mods = _eigvals(self.A.detach()).abs()
         return torch.sort(torch.log(mods), dim=-1, descending=True).values.to(self.A.dtype)
 
     def exact_exponent_sum(self) -> Tensor:

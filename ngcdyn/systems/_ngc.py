@@ -75,8 +75,8 @@ class Gain:
     >>> import torch
     >>> softsign = Gain(lambda x: x / (1 + x.abs()), lambda x: (1 + x.abs()) ** -2,
     ...                 derivative_bound=1.0, nondecreasing=True, name="softsign")
-    >>> softsign.fn(torch.tensor([1.0], dtype=torch.float64))
-    tensor([0.5000], dtype=torch.float64)
+    >>> softsign.fn(torch.tensor([1.0, -3.0], dtype=torch.float64)).tolist()
+    [0.5, -0.75]
     """
 
     fn: Callable[[Tensor], Tensor]
@@ -469,7 +469,7 @@ class NGCSystem(AbstractVectorField):
         phi: str | Gain = "tanh",
         drive: Tensor | Callable[[Tensor], Tensor] | None = None,
     ) -> NGCSystem:
-        r"""A system with symmetric coupling: ``B = A`` and ``C_gh`` replaced by ``(C_gh + C_hg^T)/2``.
+        r"""A system with symmetric coupling: ``B = A``, ``C_gh`` replaced by ``(C_gh + C_hg^T)/2``.
 
         Then the block matrix ``C~`` is symmetric and so is ``W = A~ C~ A~^T``; with a
         non-decreasing gain and a constant drive, :meth:`energy` is a Lyapunov function.
@@ -547,8 +547,8 @@ class NGCSystem(AbstractVectorField):
         >>> sys = NGCSystem.from_arrays([np.ones((2, 1)), np.ones((3, 1))],
         ...                             [np.ones((2, 1)), np.ones((3, 1))],
         ...                             np.eye(2), tau=[1.0, 2.0], dtype=torch.float64)
-        >>> sys.group_sizes, sys.tau
-        ((2, 3), tensor([1., 2.], dtype=torch.float64))
+        >>> sys.group_sizes, sys.tau.tolist(), sys.dtype
+        ((2, 3), [1.0, 2.0], torch.float64)
         """
         dtype = dtype or torch.get_default_dtype()
 
@@ -563,7 +563,8 @@ class NGCSystem(AbstractVectorField):
             )
         if len(A) != len(B) or len(A) == 0:
             raise ValueError(
-                f"`A` and `B` must list the same number G >= 1 of groups, got {len(A)} and {len(B)}."
+                "`A` and `B` must list the same number G >= 1 of groups, got "
+                f"{len(A)} and {len(B)}."
             )
         As = [conv(a) for a in A]
         Bs = [conv(b) for b in B]
@@ -621,7 +622,9 @@ class NGCSystem(AbstractVectorField):
     # ---------------------------------------------------------------- structured operators
 
     def _signal(self, B: Tensor, q: Tensor) -> Tensor:
-        """Per-group broadcast ``s_g = B_g^T q_g``: ``B (*p, N, r)``, ``q (*b, N)`` -> ``(*pb, G, r)``."""
+        """Per-group broadcast ``s_g = B_g^T q_g``, one segmented reduction.
+
+        ``B (*p, N, r)``, ``q (*b, N)`` -> ``(*pb, G, r)``."""
         G = self.n_groups
         if self._equal:
             n = self._n
@@ -632,7 +635,8 @@ class NGCSystem(AbstractVectorField):
         return out.index_add(-2, self.group_index, src)  # (*pb, G, r)
 
     def _readout(self, A: Tensor, m: Tensor) -> Tensor:
-        """Per-neuron read-out ``(A_g m_g)_i``: ``A (*p, N, r)``, ``m (*b, G, r)`` -> ``(*pb, N)``."""
+        """Per-neuron read-out ``(A_g m_g)_i``: ``A (*p, N, r)``, ``m (*b, G, r)`` -> ``(*pb, N)``.
+        """
         if self._equal:
             G, n = self.n_groups, self._n
             out = A.unflatten(-2, (G, n)) @ m.unsqueeze(-1)  # (*pb, G, n, 1)
@@ -656,7 +660,8 @@ class NGCSystem(AbstractVectorField):
     # ---------------------------------------------------------------- dense (for checks)
 
     def _embed(self, X: Tensor) -> Tensor:
-        """Block-diagonal embedding ``X~`` of per-neuron rows: ``(*p, N, r)`` -> ``(*p, N, G r)``."""
+        """Block-diagonal embedding ``X~`` of per-neuron rows, ``(*p, N, r)`` -> ``(*p, N, G r)``.
+        """
         onehot = torch.nn.functional.one_hot(self.group_index, self.n_groups).to(X.dtype)  # (N, G)
         return (onehot.unsqueeze(-1) * X.unsqueeze(-2)).flatten(-2)
 
@@ -685,10 +690,8 @@ class NGCSystem(AbstractVectorField):
         >>> import torch
         >>> A = torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64)
         >>> C = torch.tensor([[1.0, 0.0], [1.0, 2.0]], dtype=torch.float64).reshape(2, 2, 1, 1)
-        >>> NGCSystem(A, A, C, group_sizes=[1, 2]).materialize()  # block (g, h) = A_g C_gh A_h^T
-        tensor([[ 1.,  0.,  0.],
-                [ 2.,  8., 12.],
-                [ 3., 12., 18.]], dtype=torch.float64)
+        >>> NGCSystem(A, A, C, group_sizes=[1, 2]).materialize().tolist()  # A_g C_gh A_h^T
+        [[1.0, 0.0, 0.0], [2.0, 8.0, 12.0], [3.0, 12.0, 18.0]]
         """
         if self.dim > MATERIALIZE_LIMIT and not force:
             raise ValueError(
@@ -716,7 +719,7 @@ class NGCSystem(AbstractVectorField):
     # ---------------------------------------------------------------- Jacobian and products
 
     def _jacobian_impl(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
-        # J = diag(1/tau) (-I + W diag(phi'(y))): (*batch, N, N) by definition, so forming W is fine.
+        # J = diag(1/tau) (-I + W diag(phi'(y))) is (*batch, N, N) by definition: forming W is fine.
         A, B, _, Cb = self._resolve(t)
         W = self._dense_w(A, B, Cb)  # (*p, N, N)
         J = W * self.phi.derivative(y).unsqueeze(-2)  # scale columns
@@ -775,7 +778,7 @@ class NGCSystem(AbstractVectorField):
     # ---------------------------------------------------------------- linear spectrum
 
     def linear_spectrum(self, t: Tensor | float | None = None) -> Tensor:
-        r"""Eigenvalues of the Jacobian at the origin, ``diag(1/tau)(-I + phi'(0) W)``, via a small problem.
+        r"""Eigenvalues of ``diag(1/tau)(-I + phi'(0) W)`` (the Jacobian at 0) via a small problem.
 
         For ``phi = identity`` this is the spectrum of the whole (linear) system, and the real
         parts are its Lyapunov exponents. Reduction (``theory/02_linear_spectrum.md``): with
@@ -1037,9 +1040,9 @@ class NGCSystem(AbstractVectorField):
 
     def energy_rate(self, y: Tensor, t: Tensor | float | None = None, *,
                     symmetry_rtol: float | None = None) -> Tensor:
-        r"""Closed form of ``dE/dt`` along the flow: ``-sum_i tau_i phi'(x_i) xdot_i^2``, ``(*batch,)``.
+        r"""Closed form of ``dE/dt`` along the flow: ``-sum_i tau_i phi'(x_i) xdot_i^2``.
 
-        Same conditions as :meth:`energy`.
+        Returns ``(*batch,)``; same conditions as :meth:`energy`.
         """
         tt = self._as_time(t)
         self._check_energy(tt, symmetry_rtol)
@@ -1061,8 +1064,8 @@ class NGCSystem(AbstractVectorField):
         if self.phi is _IDENTITY and not self._time_dependent and len(self.batch_shape) == 0:
             exps = tuple(float(v) for v in self.linear_spectrum().real)
             if self.dim <= MATERIALIZE_LIMIT:
-                M = (self.materialize() - torch.eye(self.dim, dtype=self.dtype,
-                                                    device=self.device)) * self._inv_tau_n[..., None]
+                eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
+                M = (self.materialize() - eye) * self._inv_tau_n[..., None]
                 rate = -float(torch.linalg.eigvalsh(0.5 * (M + M.mT)).max())
         gt = GroundTruth(
             lyapunov_exponents=exps,
@@ -1088,7 +1091,8 @@ class NGCSystem(AbstractVectorField):
 
 
 def _block(C: Tensor) -> Tensor:
-    """``(*p, G, G, a, b)`` -> block matrix ``(*p, G a, G b)`` with block ``(g, h)`` = ``C[g, h]``."""
+    """``(*p, G, G, a, b)`` -> the block matrix ``(*p, G a, G b)``, block ``(g, h)`` = ``C[g, h]``.
+    """
     G, a, b = C.shape[-4], C.shape[-2], C.shape[-1]
     return C.transpose(-3, -2).reshape(*C.shape[:-4], G * a, G * b)
 

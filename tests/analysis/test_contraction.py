@@ -323,6 +323,41 @@ def test_time_dependent_field_per_member_times():
     torch.testing.assert_close(res.measures, -2 + torch.sin(ts), atol=1e-14, rtol=0)
 
 
+def test_parameter_batched_system_pairs_each_trajectory_with_its_parameters():
+    # LinearSystem with A of shape (3, 2, 2) (rule 5: parameters broadcast against *batch): the
+    # trajectory batch (3, T, 2) must see A[i] for member i at every point, so measures[i] = mu(A[i])
+    # (closed forms above, via the library's ground truth exact_mu) for every path.
+    from ngcdyn.systems import LinearSystem
+
+    a = torch.tensor([0.0, 3.0, -5.0])
+    A = torch.zeros(3, 2, 2)
+    A[:, 0, 0] = A[:, 1, 1] = -1.0
+    A[:, 0, 1] = a
+    sys = LinearSystem(A)
+    ys = torch.randn(3, 7, 2)
+    for norm in (1, 2, "inf"):
+        expected = sys.exact_mu(norm)  # (3,): -1 + |a|/2 (norm 2) or -1 + |a| (norms 1, inf)
+        closed = -1 + a.abs() / 2 if norm == 2 else -1 + a.abs()
+        torch.testing.assert_close(expected, closed, atol=1e-14, rtol=0)
+        analytic = contraction_rate(sys, ys, norm=norm)
+        auto = contraction_rate(lambda t, y, args: sys(t, y, args), ys, norm=norm)
+        assert analytic.jacobian_source == "analytic" and auto.jacobian_source == "autodiff"
+        for res in (analytic, auto):
+            torch.testing.assert_close(res.measures, expected[:, None].expand(3, 7), atol=1e-14, rtol=0)
+
+
+def test_autodiff_with_data_dependent_control_flow():
+    # Only the tangents are batched, so Python branches on the state's values work: here the branch
+    # taken gives J = diag(-1, -2) at every point, so mu_2 = -1 (largest diagonal entry, symmetric J).
+    def f(t, y, args):
+        if float(y.abs().max()) < 100.0:
+            return -y * torch.tensor([1.0, 2.0])
+        return y
+
+    res = contraction_rate(f, torch.randn(4, 2))
+    assert float(res.rate) == pytest.approx(1.0, abs=1e-15)
+
+
 def test_contraction_rate_float32():
     # dtype follows the input; the symmetric rate -lambda_max within float32 rounding.
     A = torch.tensor([[-3.0, 1.0], [1.0, -3.0]], dtype=torch.float32)  # eigenvalues -2, -4
@@ -480,7 +515,7 @@ def test_errors_contraction_rate():
         contraction_rate(f, bad)
     with pytest.raises(ValueError, match=r"`t` must broadcast against the points of `ys`.*\(3, 4\).*\(5,\)"):
         contraction_rate(f, torch.zeros(3, 4, 2), t=torch.zeros(5))
-    with pytest.raises(ValueError, match=r"The Jacobian \(user\) must have shape.*\(3, 4, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"The Jacobian \(user\) must have one n x n matrix per point, shape \(4, 3, 2, 2\)"):
         contraction_rate(f, torch.zeros(3, 4, 2), jacobian=lambda t, y, a: torch.zeros(2, 2))
     with pytest.raises(TypeError, match=r"`jacobian` must be a callable"):
         contraction_rate(f, torch.zeros(3, 4, 2), jacobian=torch.zeros(2, 2))

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -98,3 +99,34 @@ def test_float32_solve():
     sol = nd.solve(lambda t, y, a: -y, y0, t_eval, rtol=1e-4, atol=1e-6)
     assert sol.ys.dtype == torch.float32
     torch.testing.assert_close(sol.ys[0, :, 0], torch.exp(-t_eval), rtol=1e-4, atol=1e-5)
+
+
+def test_output_flushing_does_not_change_results():
+    """Evaluating the interpolant after every step or in one batch at the end gives the same ys."""
+    lam = torch.tensor([[-0.5], [0.2], [-3.0]], dtype=torch.float64)
+    y0 = torch.ones(3, 1, dtype=torch.float64)
+    t_eval = torch.linspace(0, 2, 33, dtype=torch.float64)
+    f = lambda t, y, a: lam * y  # noqa: E731
+    every_step = nd.RungeKutta("dopri5", output_buffer_bytes=0).solve(f, y0, t_eval)
+    at_end = nd.RungeKutta("dopri5").solve(f, y0, t_eval)
+    torch.testing.assert_close(every_step.ys, at_end.ys, rtol=0, atol=0)
+    assert torch.isfinite(at_end.ys).all()
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager():
+    """compile=True fuses the step; the arithmetic is reassociated, so allow a few ulp per step."""
+    mu = torch.tensor([1.0, 4.0], dtype=torch.float64)
+
+    def vdp(t, y, mu):
+        x, v = y[..., 0], y[..., 1]
+        return torch.stack([v, mu * (1 - x * x) * v - x], -1)
+
+    y0 = torch.tensor([[2.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    t_eval = torch.linspace(0, 5, 11, dtype=torch.float64)
+    eager = nd.RungeKutta("dopri5", rtol=1e-8, atol=1e-10).solve(vdp, y0, t_eval, args=mu)
+    comp = nd.RungeKutta("dopri5", rtol=1e-8, atol=1e-10, compile=True).solve(vdp, y0, t_eval, args=mu)
+    # Same steps (acceptance decisions far from the threshold), values within 1e-9 absolute:
+    # well inside the tolerance 1e-8·|y| + 1e-10 of the solve.
+    assert torch.equal(eager.stats["n_accepted"], comp.stats["n_accepted"])
+    torch.testing.assert_close(comp.ys, eager.ys, rtol=0, atol=1e-9)

@@ -224,7 +224,8 @@ def test_energy_errors():
                                          r"symmetry_rtol = 1\.5e-08.*NGCSystem\.symmetric"):
         sys.energy(torch.zeros(5))
     A, _, C = sys.states()
-    moving = NGCSystem.symmetric(A, C, group_sizes=(2, 3), drive=lambda t: torch.sin(t) * torch.ones(5))
+    moving = NGCSystem.symmetric(A, C, group_sizes=(2, 3),
+                                 drive=lambda t: torch.sin(t) * torch.ones(5))
     with pytest.raises(ValueError, match=r"needs a constant `drive`.*Freeze it"):
         moving.energy(torch.zeros(5))
     no_integral = Gain(torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, nondecreasing=True)
@@ -259,7 +260,8 @@ def test_coupling_norm_equals_dense(case):
     res = sys.contraction_bound()
     assert float(res.coupling_norm) == pytest.approx(float(dense), rel=1e-10, abs=1e-13)
     # and the bound is no worse than the form of DESIGN.md, -1/tau_max + ||W|| sup phi' / tau_min
-    loose = -1 / max(case[2]) + float(torch.linalg.matrix_norm(sys.materialize(), ord=2)) / min(case[2])
+    w_norm = float(torch.linalg.matrix_norm(sys.materialize(), ord=2))
+    loose = -1 / max(case[2]) + w_norm / min(case[2])
     assert float(res.bound) <= loose + 1e-10 * (1 + abs(loose))
 
 
@@ -337,7 +339,8 @@ def test_random_weight_variance_is_gain_squared_over_n(symmetric):
 
 def test_energy_non_increasing_along_dopri5_solution():
     solve = pytest.importorskip("ngcdyn.solvers").solve
-    sys = NGCSystem.random(3, [4, 6, 5], 2, gain=3.0, symmetric=True, tau=torch.tensor([0.5, 1.0, 2.0]),
+    sys = NGCSystem.random(3, [4, 6, 5], 2, gain=3.0, symmetric=True,
+                           tau=torch.tensor([0.5, 1.0, 2.0]),
                            drive=torch.linspace(-0.5, 0.5, 15),
                            generator=torch.Generator().manual_seed(12))
     y0 = torch.randn(4, 15, generator=torch.Generator().manual_seed(13)) * 2
@@ -368,3 +371,25 @@ def test_theory_script_runs(script, capsys):
     runpy.run_path(str(THEORY / script), run_name="__main__")
     out = capsys.readouterr().out
     assert out.count("OK") >= 3
+
+
+def test_analysis_methods_in_float32():
+    """Every method runs in float32 and agrees with float64 to float32 accuracy: relative
+    1e-4 (~ 1000 eps_32; eigenvalues of a 12 x 12 non-normal matrix, SVD, QR)."""
+    tau = torch.tensor([0.5, 1.0, 2.0])
+    s64 = NGCSystem.random(3, [5, 3, 4], 2, gain=1.3, symmetric=True, phi="identity", tau=tau,
+                           generator=torch.Generator().manual_seed(14))
+    A, _, C = s64.states()
+    s32 = NGCSystem.symmetric(A.float(), C.float(), group_sizes=s64.group_sizes,
+                              tau=tau.float(), phi="identity")
+    ev64, ev32 = s64.linear_spectrum(), s32.linear_spectrum()
+    assert ev32.dtype == torch.complex64
+    assert max_matched_distance(ev32.to(torch.complex128), ev64) <= 1e-4 * float(ev64.abs().max())
+    b64, b32 = s64.contraction_bound(), s32.contraction_bound()
+    assert b32.bound.dtype == torch.float32
+    assert float(b32.coupling_norm) == pytest.approx(float(b64.coupling_norm), rel=1e-4)
+    y = torch.randn(3, 12)
+    e32 = s32.energy(y.float())
+    assert e32.dtype == torch.float32
+    torch.testing.assert_close(e32.double(), s64.energy(y), rtol=1e-4, atol=1e-4)
+    assert float(s32.symmetry_defect()) < 3.5e-4  # below the float32 default sqrt(eps_32)
