@@ -86,18 +86,29 @@ PACKAGES = ("torch", "numpy", "scipy", "torchdiffeq", "torchode", "matplotlib", 
 
 # Solvers of the work–precision sweep (the headline comparison is its 1e-5 column).
 SWEEP_SOLVERS = ("ngcdyn dopri5", "ngcdyn tsit5", "torchdiffeq dopri5", "torchode dopri5")
+COMPILED = "ngcdyn dopri5 compiled"  # RungeKutta(..., compile=True); with --compile
 PEERS = ("torchdiffeq dopri5", "torchode dopri5")
-PRIMARY = "ngcdyn dopri5"  # the like-for-like method for the target ratios
+PRIMARY = "ngcdyn dopri5"  # the like-for-like method for the target ratios (eager)
 
 
 # ============================================================================ Van der Pol problem
 
 
-class CountedRHS:
-    """The one Van der Pol right-hand side every torch peer calls, with a call counter.
+def van_der_pol(t: torch.Tensor, y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """The one Van der Pol right-hand side every torch peer calls.
 
-    ``f(t, y, mu)`` with ``y`` of shape ``(B, 2)`` and ``mu`` of shape ``(B,)``; ``t`` is unused
-    (autonomous). Counting costs one integer increment per call.
+    ``y (B, 2)``, ``mu (B,)``; ``t`` is unused (autonomous).
+    """
+    x, v = y[..., 0], y[..., 1]
+    return torch.stack([v, mu * (1 - x * x) * v - x], dim=-1)
+
+
+class CountedRHS:
+    """:func:`van_der_pol` behind a call counter (one integer increment per call).
+
+    The compiled ngcdyn solve calls :func:`van_der_pol` directly: a counter that mutates Python
+    state inside a ``torch.compile``'d step would force a recompilation at every call. Its batched
+    count is the maximum per-member ``n_f_evals`` instead (an identity the eager run checks).
     """
 
     def __init__(self) -> None:
@@ -105,8 +116,7 @@ class CountedRHS:
 
     def __call__(self, t: torch.Tensor, y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        x, v = y[..., 0], y[..., 1]
-        return torch.stack([v, mu * (1 - x * x) * v - x], dim=-1)
+        return van_der_pol(t, y, mu)
 
 
 @dataclass
@@ -162,7 +172,8 @@ def scipy_loop(problem: VdPProblem, method: str, tol: float) -> dict[str, Any]:
             "failed": failed}
 
 
-def make_cases(problem: VdPProblem, tol: float, rhs: CountedRHS) -> dict[str, Callable[[], dict]]:
+def make_cases(problem: VdPProblem, tol: float, rhs: CountedRHS,
+               compiled: bool) -> dict[str, Callable[[], dict]]:
     """One callable per torch solver that solves the whole batch at tolerance ``tol``.
 
     Each returns ``{"ys": (B, T, 2), "evals": (B,) evaluations per member, "calls": int batched
@@ -185,6 +196,16 @@ def make_cases(problem: VdPProblem, tol: float, rhs: CountedRHS) -> dict[str, Ca
 
     cases["ngcdyn dopri5"] = ngcdyn_case("dopri5")
     cases["ngcdyn tsit5"] = ngcdyn_case("tsit5")
+    if compiled:
+        solver_c = nd.RungeKutta("dopri5", rtol=tol, atol=tol, compile=True)
+
+        def compiled_run() -> dict:
+            sol = solver_c.solve(van_der_pol, y0, te, args=mu, throw=False)
+            evals = sol.stats["n_f_evals"]
+            return {"ys": sol.ys, "evals": evals, "calls": int(evals.max()),
+                    "failed": int((sol.status != 0).sum())}
+
+        cases[COMPILED] = compiled_run
 
     def torchdiffeq_run() -> dict:
         import torchdiffeq
@@ -286,6 +307,32 @@ def time_at_error(points: list[dict], target: float | None) -> float | None:
     return float(math.exp(np.interp(lt, errs, times)))
 
 
+def compare(ours: dict, peer: dict, our_sweep: list[dict]) -> dict[str, Any]:
+    """ngcdyn against one peer at the headline tolerance, and at equal error along the sweep."""
+    if peer.get("error") is not None or ours.get("error") is not None:
+        return {"error": peer.get("error") or ours.get("error"), "target_met": None,
+                "target_met_at_equal_error": None}
+    ratio = ours["wall_time_median_s"] / peer["wall_time_median_s"]
+    err_ok = ours["max_abs_error"] <= peer["max_abs_error"]
+    t_eq = time_at_error(our_sweep, peer["max_abs_error"])
+    return {
+        "error": None,
+        "wall_time_ratio": ratio,
+        "ngcdyn_max_abs_error": ours["max_abs_error"],
+        "peer_max_abs_error": peer["max_abs_error"],
+        "ngcdyn_error_equal_or_better": err_ok,
+        "target_ratio": TARGET_RATIO,
+        "target_met": bool(ratio <= TARGET_RATIO and err_ok),
+        # From the sweep: ngcdyn's time when tuned to exactly the peer's max error.
+        "ngcdyn_time_at_peer_error_s": t_eq,
+        "wall_time_ratio_at_equal_error": (
+            None if t_eq is None else t_eq / peer["wall_time_median_s"]),
+        # The same target read at exactly equal error (None if the peer's error is off the sweep).
+        "target_met_at_equal_error": (
+            None if t_eq is None else bool(t_eq / peer["wall_time_median_s"] <= TARGET_RATIO)),
+    }
+
+
 def run_van_der_pol(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     problem = VdPProblem.make(args.batch, args.points, args.seed, device)
     B, T = problem.batch, problem.t_eval.shape[0]
@@ -299,13 +346,16 @@ def run_van_der_pol(args: argparse.Namespace, device: torch.device) -> dict[str,
 
     rhs = CountedRHS()
     tolerances = sorted(args.tolerances, reverse=True)  # loosest first: the warm-up is cheap
-    sweep: dict[str, list[dict]] = {name: [] for name in SWEEP_SOLVERS}
+    names = list(SWEEP_SOLVERS) + ([COMPILED] if args.compile else [])
+    sweep: dict[str, list[dict]] = {name: [] for name in names}
     for k, tol in enumerate(tolerances):
-        print(f"[vdp] rtol = atol = {tol:g}: {', '.join(SWEEP_SOLVERS)} x {args.repeats} ...",
-              flush=True)
-        cases = make_cases(problem, tol, rhs)
-        timed = interleaved_timings(cases, args.repeats, warmup=(k == 0), device=device)
-        for name in SWEEP_SOLVERS:
+        print(f"[vdp] rtol = atol = {tol:g}: {', '.join(names)} x {args.repeats} ...", flush=True)
+        cases = make_cases(problem, tol, rhs, args.compile)
+        # One warm-up per solver, at the first tolerance. The compiled solver recompiles its step
+        # for every new tolerance (the constants are baked in), so it warms up at each one.
+        warm = {name: k == 0 or name == COMPILED for name in names}
+        timed = interleaved_timings(cases, args.repeats, warmup=warm, device=device)
+        for name in names:
             row = {"tol": tol}
             row.update(summarize_run(timed[name], ref, tol))
             sweep[name].append(row)
@@ -315,33 +365,14 @@ def run_van_der_pol(args: argparse.Namespace, device: torch.device) -> dict[str,
     scipy_loop(one, "RK45", HEADLINE_TOL)  # warm-up on one problem (no compilation to amortise)
     sc = interleaved_timings({"scipy RK45 loop": lambda: scipy_loop(problem, "RK45", HEADLINE_TOL)},
                              args.repeats, warmup=False)
-    headline = {name: next(r for r in sweep[name] if r["tol"] == HEADLINE_TOL)
-                for name in SWEEP_SOLVERS}
+    headline = {name: next(r for r in sweep[name] if r["tol"] == HEADLINE_TOL) for name in names}
     headline["scipy RK45 loop"] = summarize_run(sc["scipy RK45 loop"], ref, HEADLINE_TOL)
 
-    ours = headline[PRIMARY]
-    comparisons = {}
-    for peer in PEERS:
-        p = headline[peer]
-        if p.get("error") is not None or ours.get("error") is not None:
-            comparisons[peer] = {"error": p.get("error") or ours.get("error"), "target_met": None}
-            continue
-        ratio = ours["wall_time_median_s"] / p["wall_time_median_s"]
-        err_ok = ours["max_abs_error"] <= p["max_abs_error"]
-        t_eq = time_at_error(sweep[PRIMARY], p["max_abs_error"])
-        comparisons[peer] = {
-            "error": None,
-            "wall_time_ratio": ratio,
-            "ngcdyn_max_abs_error": ours["max_abs_error"],
-            "peer_max_abs_error": p["max_abs_error"],
-            "ngcdyn_error_equal_or_better": err_ok,
-            "target_ratio": TARGET_RATIO,
-            "target_met": bool(ratio <= TARGET_RATIO and err_ok),
-            # From the sweep: ngcdyn's time when tuned to exactly the peer's max error.
-            "ngcdyn_time_at_peer_error_s": t_eq,
-            "wall_time_ratio_at_equal_error": (
-                None if t_eq is None else t_eq / p["wall_time_median_s"]),
-        }
+    comparisons: dict[str, dict[str, dict]] = {}
+    for mine in [PRIMARY] + ([COMPILED] if args.compile else []):
+        comparisons[mine] = {peer: compare(headline[mine], headline[peer], sweep[mine])
+                             for peer in PEERS}
+
     return {
         "problem": {
             "equation": "x' = v, v' = mu (1 - x^2) v - x",
@@ -477,7 +508,7 @@ def plot_work_precision(vdp: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    markers = dict(zip(SWEEP_SOLVERS, ("o", "s", "^", "D")))
+    markers = dict(zip(SWEEP_SOLVERS + (COMPILED,), ("o", "s", "^", "D", "v")))
     for name, pts in vdp["sweep"]["solvers"].items():
         ok = [p for p in pts if p.get("error") is None and p.get("max_abs_error") is not None
               and math.isfinite(p["max_abs_error"])]
@@ -603,31 +634,51 @@ def write_markdown(res: dict, path: Path, png: dict[str, str]) -> None:
         "per-step work, which for batches this small is Python and kernel-launch overhead.\n")
     L.append("### Target: ngcdyn ≤ 0.25 × peer wall time at equal or better max error\n")
     rows = []
-    for peer, c in vdp["comparisons"].items():
-        if c.get("error") is not None:
-            rows.append([f"ngcdyn dopri5 / {peer}", "—", "—", "—", "—",
-                         "not measured: " + c["error"]])
-            continue
-        rows.append([
-            f"ngcdyn dopri5 / {peer}", f"{c['wall_time_ratio']:.3f}",
-            f"{fmt_float(c['ngcdyn_max_abs_error'])} vs {fmt_float(c['peer_max_abs_error'])}",
-            "yes" if c["ngcdyn_error_equal_or_better"] else "no",
-            fmt_float(c["wall_time_ratio_at_equal_error"]),
-            verdict(c["target_met"]),
-        ])
+    for mine, per_peer in vdp["comparisons"].items():
+        for peer, c in per_peer.items():
+            if c.get("error") is not None:
+                rows.append([f"{mine} / {peer}", "—", "—", "—", "—", "—",
+                             "not measured: " + c["error"]])
+                continue
+            rows.append([
+                f"{mine} / {peer}", f"{c['wall_time_ratio']:.3f}",
+                f"{fmt_float(c['ngcdyn_max_abs_error'])} vs {fmt_float(c['peer_max_abs_error'])}",
+                "yes" if c["ngcdyn_error_equal_or_better"] else "no",
+                verdict(c["target_met"]),
+                fmt_float(c["wall_time_ratio_at_equal_error"]),
+                verdict(c["target_met_at_equal_error"]),
+            ])
     L.append(markdown_table(
         ["ratio", "wall-time ratio (same tol)", "max error: ngcdyn vs peer",
-         "error equal or better", "ratio at equal error (sweep)", "target ≤ 0.25×"],
-        rows, align=["l", "r", "r", "l", "r", "l"]))
+         "ngcdyn error equal or better", "target (same tol)", "ratio at equal error (sweep)",
+         "target (equal error)"],
+        rows, align=["l", "r", "r", "l", "l", "r", "l"]))
     L.append("")
-    L.append("\"Ratio at equal error\": ngcdyn's wall time interpolated (log–log) along its sweep "
-             "at the peer's max error, divided by the peer's time; — when the peer's error lies "
-             "outside ngcdyn's measured range.\n")
-    misses = [peer for peer, c in vdp["comparisons"].items() if c.get("target_met") is False]
-    if misses:
-        L.append(f"**The 0.25× target is not met** against: {', '.join(misses)}.\n")
-    elif all(c.get("target_met") for c in vdp["comparisons"].values()):
-        L.append("**The 0.25× target is met** against both peers.\n")
+    L.append(
+        "Two readings of the target. *Same tol*: at rtol = atol = 1e-5 the wall-time ratio is at "
+        "most 0.25 and ngcdyn's max error is at most the peer's. *Equal error*: ngcdyn's wall "
+        "time interpolated (log–log) along its own sweep at the peer's 1e-5 max error, divided "
+        "by the peer's time, is at most 0.25 (— when the peer's error lies outside ngcdyn's "
+        "measured range).\n")
+    for mine, per_peer in vdp["comparisons"].items():
+        for key, reading in (("target_met", "same tol"), ("target_met_at_equal_error",
+                                                          "equal error")):
+            met = {peer: c.get(key) for peer, c in per_peer.items()}
+            if any(v is False for v in met.values()):
+                L.append(f"- **{mine} ({reading}): the 0.25× target is not met** against "
+                         + ", ".join(p for p, v in met.items() if v is False) + ".")
+            elif all(v is True for v in met.values()):
+                L.append(f"- **{mine} ({reading}): the 0.25× target is met** against both "
+                         "peers.")
+            else:
+                L.append(f"- **{mine} ({reading}): the 0.25× target could not be evaluated** "
+                         "against every peer.")
+    L.append("")
+    if COMPILED in vdp["comparisons"]:
+        L.append(f"`{COMPILED}` is `RungeKutta('dopri5', ..., compile=True)`: the step is one "
+                 "`torch.compile`d graph; its compilation is paid in the warm-up (once per "
+                 "tolerance) and is not in the timed calls. The peers run eagerly. The target "
+                 f"verdict of record is the eager `{PRIMARY}`.\n")
 
     L.append("### Work–precision sweep\n")
     L.append(f"![work-precision]({png['wp']})\n")
@@ -678,6 +729,14 @@ def write_markdown(res: dict, path: Path, png: dict[str, str]) -> None:
                      f"{verdict(tg['target_met'])} (grouped-GEMM diagnostic: "
                      f"{tg['grouped_gemm_speedup']:.1f}×).")
     L.append("")
+    gap = [tg for tg in ngc["target_at_N_4096"].values()
+           if tg is not None and not tg["target_met"]
+           and tg["grouped_gemm_speedup"] >= tg["target_speedup"]]
+    if gap:
+        L.append("The grouped-GEMM diagnostic computes the same right-hand side (agreeing to "
+                 "roundoff) and meets the 10× target where `NGCSystem.__call__` does not, so the "
+                 "shortfall lies in the library's implementation of the structured product, not in "
+                 "the method's cost.\n")
     if res.get("notes"):
         L.append("## Notes\n")
         L.extend(f"- {n}" for n in res["notes"])
@@ -701,6 +760,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="torch intra-op threads (default 1; 0 keeps torch's default)")
     ap.add_argument("--device", default="cpu", help="torch device for the torch solvers")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="also time ngcdyn dopri5 with compile=True (default: on; off with "
+                         "--quick)")
     ap.add_argument("--skip-ngc", action="store_true", help="only the Van der Pol part")
     ap.add_argument("--skip-vdp", action="store_true", help="only the NGC right-hand-side part")
     args = ap.parse_args(argv)
@@ -716,6 +778,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.ngc_sizes, args.ngc_batch = [1024, 2048, 4096, 8192], 64
         args.repeats = args.repeats or 3
         args.min_time, args.mat_repeats = 0.1, 3
+    if args.compile is None:
+        args.compile = not args.quick
     if args.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
     return args
@@ -745,7 +809,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "solvers",
         "command": command_line(),
         "config": {
-            "quick": args.quick, "repeats": args.repeats, "threads": threads, "device": str(device),
+            "quick": args.quick, "compile": args.compile, "repeats": args.repeats,
+            "threads": threads, "device": str(device),
             "seed": args.seed, "tolerances": sorted(args.tolerances, reverse=True),
             "headline_tol": HEADLINE_TOL, "reference_tol": REFERENCE_TOL,
             "targets": {"wall_time_ratio_max": TARGET_RATIO, "ngc_speedup_min": TARGET_NGC_SPEEDUP,
@@ -782,16 +847,20 @@ def print_summary(res: dict) -> None:
     if vdp is not None:
         for name, h in vdp["headline"].items():
             if h.get("error") is not None:
-                print(f"  {name:20s} FAILED: {h['error']}")
+                print(f"  {name:24s} FAILED: {h['error']}")
             else:
-                print(f"  {name:20s} {h['wall_time_median_s']:8.3f} s"
+                print(f"  {name:24s} {h['wall_time_median_s']:8.3f} s"
                       f"  calls {h['rhs_calls_batched']:6d}"
                       f"  evals/member {h['rhs_evals_per_member_mean']:7.0f}"
                       f"  max err {h['max_abs_error']:.2e}")
-        for peer, c in vdp["comparisons"].items():
-            if c.get("error") is None:
-                print(f"  ngcdyn/{peer}: {c['wall_time_ratio']:.3f} (target <= {TARGET_RATIO}: "
-                      f"{'met' if c['target_met'] else 'NOT met'})")
+        for mine, per_peer in vdp["comparisons"].items():
+            for peer, c in per_peer.items():
+                if c.get("error") is None:
+                    eq = c["wall_time_ratio_at_equal_error"]
+                    print(f"  {mine} / {peer}: {c['wall_time_ratio']:.3f} at equal tol, "
+                          f"{'n/a' if eq is None else f'{eq:.3f}'} at equal error (target <= "
+                          f"{TARGET_RATIO}: {'met' if c['target_met'] else 'NOT met'} / "
+                          f"{c['target_met_at_equal_error']})")
     if ngc is not None:
         for r in ngc["rows"]:
             print(f"  NGC N={r['N']:5d} {r['dtype']}: "

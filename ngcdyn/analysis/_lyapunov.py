@@ -466,8 +466,11 @@ def lyapunov_spectrum(
     dt_renorm
         Renormalisation interval ``Δ`` > 0 (default 1.0, as in ChaosTools). Keep
         ``(λ_1 - λ_k) Δ`` well below the dtype's log range (~700 in float64, ~80 in float32):
-        tangent vectors grow by ``e^{λ Δ}`` between renormalisations. The last interval is
-        shortened if ``Δ`` does not divide ``T``.
+        tangent vectors grow by ``e^{λ Δ}`` between renormalisations. The relative error of an
+        exponent is about ``(rtol + atol e^{-λ_k Δ}) e^{(λ_1 - λ_k) Δ} / Δ``: a shrinking
+        tangent vector is resolved only to the solver's ``atol``, so keep ``|λ_k| Δ`` to a few
+        units when negative exponents matter. The last interval is shortened if ``Δ`` does not
+        divide ``T``.
     t_transient
         Time integrated first and discarded (default 0): the state relaxes onto the attractor
         and the tangent vectors align with the Oseledets directions (they are evolved and

@@ -305,12 +305,12 @@ class LinearSystem(AbstractVectorField):
     --------
     >>> import torch
     >>> from ngcdyn.systems import LinearSystem
-    >>> sys = LinearSystem(torch.tensor([[-1.0, 3.0], [0.0, -1.0]], dtype=torch.float64))
-    >>> sys.ground_truth.lyapunov_exponents
+    >>> system = LinearSystem(torch.tensor([[-1.0, 3.0], [0.0, -1.0]], dtype=torch.float64))
+    >>> system.ground_truth.lyapunov_exponents
     (-1.0, -1.0)
-    >>> round(float(sys.exact_mu(2)), 6)  # -1 + |a|/2 for [[-1, a], [0, -1]]
+    >>> round(float(system.exact_mu(2)), 6)  # -1 + |a|/2 for [[-1, a], [0, -1]]
     0.5
-    >>> y = sys.exact_solution(1.0, torch.tensor([0.0, 1.0], dtype=torch.float64))
+    >>> y = system.exact_solution(1.0, torch.tensor([0.0, 1.0], dtype=torch.float64))
     >>> [round(v, 6) for v in y.tolist()]  # (3 t e^{-t}, e^{-t}) at t = 1
     [1.103638, 0.367879]
     """
@@ -411,8 +411,8 @@ class LinearSystem(AbstractVectorField):
         --------
         >>> import math, torch
         >>> from ngcdyn.systems import LinearSystem
-        >>> sys = LinearSystem(torch.tensor([[-2.0, 1.0], [-3.0, -1.0]], dtype=torch.float64))
-        >>> [float(sys.exact_mu(p)) for p in (1, math.inf)]  # max(-2+3, -1+1), max(-2+1, -1+3)
+        >>> system = LinearSystem(torch.tensor([[-2.0, 1.0], [-3.0, -1.0]], dtype=torch.float64))
+        >>> [float(system.exact_mu(p)) for p in (1, math.inf)]  # max(-2+3, -1+1), max(-2+1, -1+3)
         [1.0, 2.0]
         """
         which = _check_norm(norm)
@@ -484,11 +484,11 @@ class HarmonicOscillator(AbstractVectorField):
     --------
     >>> import math, torch
     >>> from ngcdyn.systems import HarmonicOscillator
-    >>> sys = HarmonicOscillator(omega=2.0)
-    >>> y = sys.exact_solution(math.pi / 4, torch.tensor([1.0, 0.0], dtype=torch.float64))
+    >>> system = HarmonicOscillator(omega=2.0)
+    >>> y = system.exact_solution(math.pi / 4, torch.tensor([1.0, 0.0], dtype=torch.float64))
     >>> [round(v, 6) + 0.0 for v in y.tolist()]  # a quarter period: (cos(pi/2), -2 sin(pi/2))
     [0.0, -2.0]
-    >>> sys.ground_truth.lyapunov_exponents, sys.ground_truth.contraction_rate
+    >>> system.ground_truth.lyapunov_exponents, system.ground_truth.contraction_rate
     ((0.0, 0.0), -1.5)
     """
 
@@ -593,8 +593,8 @@ class VanDerPol(AbstractVectorField):
     --------
     >>> import torch
     >>> from ngcdyn.systems import VanDerPol
-    >>> sys = VanDerPol(mu=torch.tensor([1.0, 10.0], dtype=torch.float64))
-    >>> sys(0.0, torch.tensor([2.0, 1.0], dtype=torch.float64)).tolist()  # y' = mu(1-4)(1) - 2
+    >>> system = VanDerPol(mu=torch.tensor([1.0, 10.0], dtype=torch.float64))
+    >>> system(0.0, torch.tensor([2.0, 1.0], dtype=torch.float64)).tolist()  # y' = mu(1-4)(1) - 2
     [[1.0, -5.0], [1.0, -32.0]]
     """
 
@@ -683,12 +683,12 @@ class Lorenz(AbstractVectorField):
     --------
     >>> import torch
     >>> from ngcdyn.systems import Lorenz
-    >>> sys = Lorenz()
-    >>> sys.ground_truth.lyapunov_exponents
+    >>> system = Lorenz()
+    >>> system.ground_truth.lyapunov_exponents
     (0.9056, 0.0, -14.5723)
-    >>> round(float(sys.exact_exponent_sum()), 4)  # -(10 + 1 + 8/3)
+    >>> round(float(system.exact_exponent_sum()), 4)  # -(10 + 1 + 8/3)
     -13.6667
-    >>> sys(0.0, torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)).tolist()
+    >>> system(0.0, torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)).tolist()
     [0.0, 26.0, -1.6666666666666665]
     """
 
@@ -808,10 +808,11 @@ class Rossler(AbstractVectorField):
     --------
     >>> import torch
     >>> from ngcdyn.systems import Rossler
-    >>> sys = Rossler()
-    >>> sys.ground_truth.lyapunov_exponents, sys.ground_truth.kaplan_yorke_dimension
+    >>> system = Rossler()
+    >>> system.ground_truth.lyapunov_exponents, system.ground_truth.kaplan_yorke_dimension
     ((0.0714, 0.0, -5.3943), 2.0132)
-    >>> [round(v, 6) for v in sys(0.0, torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)).tolist()]
+    >>> y = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+    >>> [round(v, 6) for v in system(0.0, y).tolist()]  # (-1 - 1, 1 + 0.2, 0.2 + (1 - 5.7))
     [-2.0, 1.2, -4.5]
     """
 

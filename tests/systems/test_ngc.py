@@ -115,8 +115,8 @@ def test_rhs_matches_dense_property(struct):
 
 @pytest.mark.parametrize("sizes", [(3, 3), (2, 4)])
 def test_batched_parameters_broadcast_against_states(sizes):
-    """A (P, N, r), B (N, r), C (P, 1, G, G, r, r)... broadcast with states (S, P, N); each
-    member equals the unbatched system built from that member's parameters."""
+    """A (P, N, r), B (N, r) shared, C (P, G, G, r, r), tau (P, G) broadcast with states
+    (S, P, N); each member equals the unbatched system built from that member's parameters."""
     P, S, r = 3, 2, 2
     A, _, _, _ = make_params(sizes, r, seed=1, pbatch=(P,))
     _, B, _, _ = make_params(sizes, r, seed=2)
@@ -478,8 +478,8 @@ def test_structured_methods_never_form_w(sizes):
 def test_solve_time_dependent_system_matches_dense(backend):
     """Through a solver (per-member times for backend='ngcdyn', a shared 0-d time for
     torchdiffeq), the structured field with time-dependent states and a callable drive gives the
-    same trajectory as its dense form dense_rhs: the two fields agree to rounding, so the
-    solutions agree to well within the solver tolerance (rtol 1e-9; bound 1e-7 relative)."""
+    same trajectory as its dense form dense_rhs: the two fields agree to rounding and take the
+    same steps, so the solutions agree far below the solver tolerance (rtol 1e-7; bound 1e-9)."""
     solvers = pytest.importorskip("ngcdyn.solvers")
     sizes, r = (3, 1, 4), 2
     A0, B0, C0, tau = make_params(sizes, r, seed=15, scale=1.5)
@@ -492,9 +492,38 @@ def test_solve_time_dependent_system_matches_dense(backend):
 
     sys = NGCSystem(A, B0, C0, group_sizes=sizes, tau=tau, drive=drive)
     y0 = torch.randn(3, 8, generator=torch.Generator().manual_seed(16))
-    t = torch.linspace(0.0, 3.0, 7)
-    kw = dict(method="dopri5", rtol=1e-9, atol=1e-11, backend=backend)
+    t = torch.linspace(0.0, 2.0, 5)
+    kw = dict(method="dopri5", rtol=1e-7, atol=1e-9, backend=backend)
     ys = solvers.solve(sys, y0, t, **kw).ys
     ys_dense = solvers.solve(lambda tt, y, args: sys.dense_rhs(tt, y), y0, t, **kw).ys
-    assert ys.shape == (3, 7, 8)
-    torch.testing.assert_close(ys, ys_dense, rtol=1e-7, atol=1e-9)
+    assert ys.shape == (3, 5, 8)
+    torch.testing.assert_close(ys, ys_dense, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sizes", [(4, 4, 4), (2, 5, 1)])
+def test_cuda_matches_cpu(sizes, dtype):
+    """Device-agnostic code: every method on CUDA equals the CPU result to the dtype's rounding
+    (different kernels, same arithmetic: 1e3 eps relative)."""
+    cpu = NGCSystem.random(len(sizes), list(sizes), 2, gain=1.2, symmetric=True, phi="tanh",
+                           tau=torch.tensor([0.5, 1.0, 2.0], dtype=dtype), dtype=dtype,
+                           generator=torch.Generator().manual_seed(17))
+    A, _, C = cpu.states()
+    dev = torch.device("cuda")
+    gpu = NGCSystem.symmetric(A.to(dev), C.to(dev), group_sizes=sizes, tau=cpu.tau.to(dev))
+    y = torch.randn(3, cpu.dim, dtype=dtype)
+    tol = 1e3 * torch.finfo(dtype).eps
+    for name, a, b in [
+        ("rhs", cpu(0.0, y), gpu(0.0, y.to(dev))),
+        ("jvp", cpu.jvp(0.0, y, y), gpu.jvp(0.0, y.to(dev), y.to(dev))),
+        ("jacobian", cpu.jacobian(0.0, y), gpu.jacobian(0.0, y.to(dev))),
+        ("energy", cpu.energy(y), gpu.energy(y.to(dev))),
+        ("bound", cpu.contraction_bound().bound, gpu.contraction_bound().bound),
+    ]:
+        assert b.device.type == "cuda", name
+        torch.testing.assert_close(b.cpu(), a, rtol=tol, atol=tol, msg=name)
+    ev_cpu, ev_gpu = cpu.linear_spectrum(), gpu.linear_spectrum()
+    assert ev_gpu.device.type == "cuda"
+    torch.testing.assert_close(ev_gpu.cpu().real.sort().values, ev_cpu.real.sort().values,
+                               rtol=tol, atol=tol)
