@@ -1255,7 +1255,8 @@ def write_report(out: Path, stages: Sequence[AbstractStage], outcomes: Sequence[
                  meta: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.json`` into ``out`` (atomically); returns their paths.
 
-    ``meta`` holds what was run: the command line, version, seed, device, dtype.
+    ``meta`` holds what was run: the command line, version, seed, device, dtype, and ``ngc``
+    (default True: the report explains the NGC system).
     """
     md = [
         "# ngcdyn report",
@@ -1264,12 +1265,17 @@ def write_report(out: Path, stages: Sequence[AbstractStage], outcomes: Sequence[
         f"(ngcdyn {meta.get('ngcdyn_version')}, torch {torch.__version__}, seed {meta.get('seed')}, "
         f"device {meta.get('device')}, dtype {meta.get('dtype')}).",
         "",
-        "The NGC system is ngcdyn's continuous-time reading of neuronal group communication "
-        "(Pei, Huang & Wang 2025, arXiv:2510.16851): "
-        "tau_g dx_g/dt = -x_g + A_g sum_h C_gh B_h^T phi(x_h), with receiver states A_g, sender "
-        "states B_g and channels C_gh; the definitions are ngcdyn's own (see `theory/`), not the "
-        "paper's.",
-        "",
+    ]
+    if meta.get("ngc", True):
+        md += [
+            "The NGC system is ngcdyn's continuous-time reading of neuronal group communication "
+            "(Pei, Huang & Wang 2025, arXiv:2510.16851): "
+            "tau_g dx_g/dt = -x_g + A_g sum_h C_gh B_h^T phi(x_h), with receiver states A_g, "
+            "sender states B_g and channels C_gh; the definitions are ngcdyn's own (see "
+            "`theory/`), not the paper's.",
+            "",
+        ]
+    md += [
         "| stage | what | status | time (s) | config hash |",
         "|---|---|---|---|---|",
     ]

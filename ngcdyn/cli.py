@@ -287,7 +287,9 @@ class _Env:
 
     def log(self, msg: str) -> None:
         if not self.quiet:
-            print(f"ngcdyn: {msg}", file=sys.stderr, flush=True)
+            from tqdm import tqdm
+
+            tqdm.write(f"ngcdyn: {msg}", file=sys.stderr)  # above any progress bar, not through it
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -438,7 +440,7 @@ def _cmd_lyapunov(args: argparse.Namespace, parser: argparse.ArgumentParser, arg
     oc = stage.run(env.out, force=args.force, progress=not env.quiet, log=env.log)
     meta = {"command": _command_line(argv), "ngcdyn_version": _version_string().split()[1],
             "seed": args.seed, "device": str(env.device),
-            "dtype": str(env.dtype).replace("torch.", "")}
+            "dtype": str(env.dtype).replace("torch.", ""), "ngc": ngc is not None}
     write_report(env.out, [stage], [oc], meta)
     s = oc.summary
     ref = s["reference"]

@@ -394,6 +394,8 @@ def test_lyapunov_of_a_library_linear_system(tmp_path, capsys):
         assert (out / name).is_file(), name
     s = json.loads((out / "result.json").read_text())["summary"]
     assert s["kind"] == "flow" and s["reference"] == [-0.1, -0.4]
+    md = (out / "report.md").read_text()
+    assert "| 1 | " in md and "neuronal group communication" not in md  # not an NGC system
     # QR estimate: a linear flow's exponents converge with an O(1/T) error; after a transient
     # of 20 (frame aligned: e^{-0.3 * 20} ~ 2e-3) the measured error is 3e-5 at T = 100.
     np.testing.assert_allclose(s["mean"], [-0.1, -0.4], atol=1e-3)

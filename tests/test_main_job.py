@@ -55,6 +55,7 @@ def test_run_writes_stages_and_a_report_whose_links_exist(tmp_path):
     assert sim["status_counts"] == {"SUCCESS": 2}
     assert f"| n_f_evals | {sim['stats']['n_f_evals']['min']:.4g} |" in md
     assert "2 of 2 members succeeded" in md
+    assert "neuronal group communication" in md and "not the paper's" in md
 
 
 def test_linear_system_exponents_equal_the_linear_spectrum(tmp_path):

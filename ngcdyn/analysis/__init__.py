@@ -7,6 +7,8 @@
 - The conditional (input-driven) Lyapunov exponent, ngcdyn's neuronal stability metric
   (:func:`conditional_lyapunov_map`, :func:`conditional_lyapunov`).
 - Contraction: matrix measures, contraction-rate estimates, the NGC certificate.
+- The drive (potential), ngcdyn's definition: departure of driven from undriven trajectories and
+  the stability verdict (:class:`DrivenSystem`, :func:`drive_departure`).
 
 Analysis code receives solver objects (:class:`ngcdyn.AbstractSolver`); it imports no concrete
 solver.

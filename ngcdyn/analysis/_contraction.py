@@ -56,7 +56,7 @@ def _check_norm(norm: Any) -> int | str:
         s = norm.strip().lower()
         return "inf" if s == "inf" else int(s)
     raise ValueError(
-        f"`norm` must be 1, 2 or 'inf' (the vector norm whose induced matrix measure mu_1, mu_2 or "
+        "`norm` must be 1, 2 or 'inf' (the vector norm whose induced matrix measure mu_1, mu_2 or "
         f"mu_inf is computed), got {norm!r}. For a weighted norm ||P x|| pass the matrix as `P` "
         "together with one of these."
     )
@@ -71,14 +71,14 @@ def _check_square(name: str, J: Any) -> Tensor:
         )
     if not (J.is_floating_point() or J.is_complex()):
         raise TypeError(
-            f"`{name}` must be a floating-point tensor, got dtype={J.dtype}. "
-            f"Use {name}.to(torch.float64) (or float32)."
+            f"`{name}` must be a floating-point tensor, got dtype={J.dtype}. Use "
+            f"{name}.to(torch.float64) (or float32)."
         )
     if J.ndim < 2 or J.shape[-1] != J.shape[-2] or J.shape[-1] == 0:
         raise ValueError(
-            f"`{name}` must be a batch of non-empty square matrices, shape (*batch, n, n) with n >= 1, "
-            f"got shape {tuple(J.shape)}. A Jacobian of a vector field on R^n is n x n; for a single "
-            "scalar equation use shape (1, 1)."
+            f"`{name}` must be a batch of non-empty square matrices, shape (*batch, n, n) with n "
+            f">= 1, got shape {tuple(J.shape)}. A Jacobian of a vector field on R^n is n x n; for "
+            "a single scalar equation use shape (1, 1)."
         )
     return J
 
@@ -89,17 +89,18 @@ def _check_weight(P: Any, J: Tensor) -> Tensor:
     n = J.shape[-1]
     if P.shape[-1] != n:
         raise ValueError(
-            f"`P` must be n x n with n={n} (the size of `J`), got shape {tuple(P.shape)}. "
-            "The weighted norm is ||P x|| for states x in R^n."
+            f"`P` must be n x n with n={n} (the size of `J`), got shape {tuple(P.shape)}. The "
+            "weighted norm is ||P x|| for states x in R^n."
         )
     check_same_device_dtype("J", J, P=P)
     try:
         torch.broadcast_shapes(P.shape[:-2], J.shape[:-2])
     except RuntimeError:
         raise ValueError(
-            f"The batch shape of `P` {tuple(P.shape[:-2])} does not broadcast against the batch shape "
-            f"of `J` {tuple(J.shape[:-2])}. Pass one (n, n) matrix, or add singleton dimensions "
-            "(e.g. P.unsqueeze(-3) for one metric per trajectory of a (*batch, T, n, n) Jacobian)."
+            f"The batch shape of `P` {tuple(P.shape[:-2])} does not broadcast against the batch "
+            f"shape of `J` {tuple(J.shape[:-2])}. Pass one (n, n) matrix, or add singleton "
+            "dimensions (e.g. P.unsqueeze(-3) for one metric per trajectory of a (*batch, T, n, "
+            "n) Jacobian)."
         ) from None
     if not bool(torch.isfinite(P).all()):
         raise ValueError(f"`P` must be finite, got {describe(P)}. Replace its NaN/inf entries.")
@@ -110,7 +111,7 @@ def _check_weight(P: Any, J: Tensor) -> Tensor:
     if bool(singular.any()):
         worst = float(cond.max())
         raise ValueError(
-            f"`P` must be invertible (the weighted norm ||P x|| is a norm only then), but its "
+            "`P` must be invertible (the weighted norm ||P x|| is a norm only then), but its "
             f"condition number is {worst:.3g} >= 1/eps = {1 / eps:.3g} for {describe(P)}: P is "
             "singular to working precision. Use a full-rank P, e.g. the Cholesky factor of a "
             "positive definite metric M = P^T P."
@@ -220,8 +221,8 @@ def _broadcast_times(t: Any, ys: Tensor) -> Tensor | None:
             t = torch.as_tensor(t, dtype=ys.dtype, device=ys.device)
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(
-                f"`t` must be a tensor of times, got {describe(t)}. Pass sol.ts, a 0-d tensor, or None "
-                "for an autonomous system."
+                f"`t` must be a tensor of times, got {describe(t)}. Pass sol.ts, a 0-d tensor, or "
+                "None for an autonomous system."
             ) from None
     if t.ndim == 0:
         return t.to(dtype=ys.dtype, device=ys.device)
@@ -229,9 +230,9 @@ def _broadcast_times(t: Any, ys: Tensor) -> Tensor | None:
         return torch.broadcast_to(t.to(dtype=ys.dtype, device=ys.device), ys.shape[:-1])
     except RuntimeError:
         raise ValueError(
-            f"`t` must broadcast against the points of `ys`, shape {tuple(ys.shape[:-1])} = (*batch, T), "
-            f"got shape {tuple(t.shape)}. Pass the trajectory's times (T,) such as sol.ts, per-member "
-            "times (*batch, T), a 0-d time, or None for an autonomous system."
+            f"`t` must broadcast against the points of `ys`, shape {tuple(ys.shape[:-1])} = "
+            f"(*batch, T), got shape {tuple(t.shape)}. Pass the trajectory's times (T,) such as "
+            "sol.ts, per-member times (*batch, T), a 0-d time, or None for an autonomous system."
         ) from None
 
 
@@ -278,10 +279,11 @@ def _jacobian_along(
     if not isinstance(J, Tensor) or tuple(J.shape) != (*y_m.shape, n):
         got = tuple(J.shape) if isinstance(J, Tensor) else type(J).__name__
         raise ValueError(
-            f"The Jacobian ({source}) must have one n x n matrix per point, shape {(*y_m.shape, n)} for "
-            f"the states of shape {tuple(y_m.shape)} it was evaluated at (points first), got {got}. "
-            "A `jacobian` callable acts member-wise like f: jacobian(t, y, args) -> (*y.shape, n). "
-            "For a system with batched parameters, pass `ys` whose batch shape contains them."
+            f"The Jacobian ({source}) must have one n x n matrix per point, shape "
+            f"{(*y_m.shape, n)} for the states of shape {tuple(y_m.shape)} it was evaluated at "
+            f"(points first), got {got}. A `jacobian` callable acts member-wise like f: "
+            "jacobian(t, y, args) -> (*y.shape, n). For a system with batched parameters, pass "
+            "`ys` whose batch shape contains them."
         )
     J = J.movedim(0, -3)  # (*batch, T, n, n)
     if J.numel() and not bool(torch.isfinite(J).all()):
@@ -434,24 +436,25 @@ def contraction_rate(
     """
     if not callable(f):
         raise TypeError(
-            f"`f` must be a vector field f(t, y, args) (a callable or an AbstractVectorField), got "
+            "`f` must be a vector field f(t, y, args) (a callable or an AbstractVectorField), got "
             f"{type(f).__name__}."
         )
     if jacobian is not None and not callable(jacobian):
         raise TypeError(
-            f"`jacobian` must be a callable jacobian(t, ys, args) -> (*batch, T, n, n) or None, got "
-            f"{type(jacobian).__name__}."
+            "`jacobian` must be a callable jacobian(t, ys, args) -> (*batch, T, n, n) or None, "
+            f"got {type(jacobian).__name__}."
         )
     dim = f.dim if isinstance(f, AbstractVectorField) else None
     ys = check_state("ys", ys, dim=dim)
     if ys.ndim < 2:
         raise ValueError(
-            f"`ys` must have shape (*batch, T, n): points along the axis before last, got shape "
+            "`ys` must have shape (*batch, T, n): points along the axis before last, got shape "
             f"{tuple(ys.shape)}. For a single state pass ys.unsqueeze(0)."
         )
     if ys.shape[-2] == 0:
         raise ValueError(
-            f"`ys` holds no points (shape {tuple(ys.shape)}, T = 0); pass at least one state per member."
+            f"`ys` holds no points (shape {tuple(ys.shape)}, T = 0); pass at least one state per "
+            "member."
         )
     which = _check_norm(norm)
     tt = _broadcast_times(t, ys)
@@ -557,9 +560,9 @@ def sample_region(
     if box == ball:
         raise ValueError(
             "Give exactly one region: a box with `low` and `high`, or a ball with `center` and "
-            f"`radius`; got low={'set' if low is not None else None}, high="
-            f"{'set' if high is not None else None}, center={'set' if center is not None else None}, "
-            f"radius={radius!r}."
+            f"`radius`; got low={'set' if low is not None else None}, "
+            f"high={'set' if high is not None else None}, "
+            f"center={'set' if center is not None else None}, radius={radius!r}."
         )
     if box:
         if low is None or high is None:
@@ -571,13 +574,13 @@ def sample_region(
             shape = torch.broadcast_shapes(low.shape, high.shape)
         except RuntimeError:
             raise ValueError(
-                f"`low` {tuple(low.shape)} and `high` {tuple(high.shape)} must have broadcastable shapes "
-                "(*batch, n)."
+                f"`low` {tuple(low.shape)} and `high` {tuple(high.shape)} must have broadcastable "
+                "shapes (*batch, n)."
             ) from None
         if not bool((high > low).all()):
             raise ValueError(
-                f"`high` must be > `low` entry-wise (a box with positive volume), got low={describe(low)}, "
-                f"high={describe(high)}. Swap them or widen the box."
+                "`high` must be > `low` entry-wise (a box with positive volume), got "
+                f"low={describe(low)}, high={describe(high)}. Swap them or widen the box."
             )
         u = torch.rand(
             (*shape[:-1], n_samples, shape[-1]), dtype=low.dtype, device=low.device, generator=generator
@@ -665,9 +668,9 @@ class ContractionCertificate:
         """
         if measured.norm != 2 or measured.weighted:
             raise ValueError(
-                "`measured` must hold unweighted Euclidean measures (contraction_rate(..., norm=2, "
-                f"P=None)), got norm={measured.norm!r}, weighted={measured.weighted}. The NGC "
-                "certificate bounds mu_2 only."
+                "`measured` must hold unweighted Euclidean measures (contraction_rate(..., "
+                f"norm=2, P=None)), got norm={measured.norm!r}, weighted={measured.weighted}. The "
+                "NGC certificate bounds mu_2 only."
             )
         if atol is None:
             eps = torch.finfo(self.bound.dtype).eps
@@ -737,8 +740,8 @@ def ngc_contraction_certificate(system: Any, *, t: Tensor | float | None = None)
     """
     if not isinstance(system, NGCSystem):
         raise TypeError(
-            f"`system` must be an ngcdyn.systems.NGCSystem (the certificate uses its structural bound), "
-            f"got {type(system).__name__}. For other systems estimate the rate with "
+            "`system` must be an ngcdyn.systems.NGCSystem (the certificate uses its structural "
+            f"bound), got {type(system).__name__}. For other systems estimate the rate with "
             "contraction_rate(f, sample_region(...))."
         )
     res = system.contraction_bound(t)

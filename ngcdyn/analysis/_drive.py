@@ -445,8 +445,9 @@ def drive_departure(
         )
     if not isinstance(solver, AbstractSolver):
         raise TypeError(
-            f"`solver` must be an ngcdyn solver object (AbstractSolver), got {type(solver).__name__}. "
-            "Pass e.g. ngcdyn.RungeKutta('dopri5', rtol=1e-8, atol=1e-10)."
+            "`solver` must be an ngcdyn solver object (AbstractSolver), got "
+            f"{type(solver).__name__}. Pass e.g. ngcdyn.RungeKutta('dopri5', rtol=1e-8, "
+            "atol=1e-10)."
         )
     if departure is None:
         departure = euclidean_departure
@@ -468,7 +469,7 @@ def drive_departure(
     if not isinstance(D, Tensor) or tuple(D.shape) != (*xd.shape[:-2], T):
         got = tuple(D.shape) if isinstance(D, Tensor) else type(D).__name__
         raise ValueError(
-            f"`departure` must return one value per batch member and time, shape (*batch, T) = "
+            "`departure` must return one value per batch member and time, shape (*batch, T) = "
             f"{(*xd.shape[:-2], T)}, got {got}. Reduce over the state axis (the last)."
         )
     span = ts[-1] - ts[0]
@@ -485,20 +486,22 @@ def drive_departure(
         exponent = out
     else:
         raise TypeError(
-            f"`stability` must return a tensor (*batch,) or a LyapunovResult, got {type(out).__name__}."
+            "`stability` must return a tensor (*batch,) or a LyapunovResult, got "
+            f"{type(out).__name__}."
         )
     expected_batch = xd.shape[:-2]
     if tuple(exponent.shape) != tuple(expected_batch):
         raise ValueError(
-            f"`stability` must give one exponent per batch member, shape {tuple(expected_batch)}, got "
-            f"{tuple(exponent.shape)}. Return the leading exponent only (e.g. res.exponents[..., 0])."
+            f"`stability` must give one exponent per batch member, shape {tuple(expected_batch)}, "
+            f"got {tuple(exponent.shape)}. Return the leading exponent only (e.g. "
+            "res.exponents[..., 0])."
         )
     if bool(torch.isnan(exponent).any()):
         bad = torch.isnan(exponent).reshape(-1).nonzero().flatten().tolist()
         raise ValueError(
             f"The stability metric is NaN for the batch members at flat indices {bad[:10]} (of "
-            f"batch shape {tuple(batch)}); their driven trajectory may diverge. Shorten `t_eval` or "
-            "check the system."
+            f"batch shape {tuple(batch)}); their driven trajectory may diverge. Shorten `t_eval` "
+            "or check the system."
         )
     departs = mean_D > thr
     stable = exponent < 0
@@ -526,8 +529,8 @@ def _check_t_eval(t_eval: Any, x0: Tensor) -> Tensor:
         )
     if t_eval.ndim != 1 or t_eval.shape[0] < 2:
         raise ValueError(
-            f"`t_eval` must be a 1-D tensor of at least 2 increasing times (the departure is averaged "
-            f"over [t_eval[0], t_eval[-1]]), got {describe(t_eval)}."
+            "`t_eval` must be a 1-D tensor of at least 2 increasing times (the departure is "
+            f"averaged over [t_eval[0], t_eval[-1]]), got {describe(t_eval)}."
         )
     if t_eval.dtype != x0.dtype or t_eval.device != x0.device:
         raise TypeError(
@@ -549,7 +552,7 @@ def _check_threshold(threshold: Any) -> float:
         raise TypeError(f"`threshold` must be a real number >= 0, got {describe(threshold)}.") from None
     if not (math.isfinite(thr) and thr >= 0):
         raise ValueError(
-            f"`threshold` must be finite and >= 0 (a departure level), got {threshold!r}. Use 0.0 to "
-            "count any non-zero departure."
+            f"`threshold` must be finite and >= 0 (a departure level), got {threshold!r}. Use 0.0 "
+            "to count any non-zero departure."
         )
     return thr

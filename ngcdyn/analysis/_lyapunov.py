@@ -291,7 +291,7 @@ def _float_segments(total: float, step: float) -> list[float]:
     n_full = int(math.floor(total / step * (1 + 1e-12)))
     segs = [step] * n_full
     rem = total - n_full * step
-    if rem > 1e-9 * max(total, step):
+    if rem > 1e-9 * max(total, step) or not segs:
         segs.append(rem)
     return segs
 
@@ -313,7 +313,8 @@ def _check_output_shape(name: str, out: Any, y: Tensor, what: str) -> None:
         raise ValueError(
             f"`{name}` must return {what} with the shape of its input state (*batch, n) = "
             f"{tuple(y.shape)}, got {shape}. Its Jacobian must be square (n x n) for Lyapunov "
-            "exponents to be defined."
+            "exponents to be defined. If the system has batched parameters, give the initial "
+            "state the same batch shape (e.g. y0.expand(*batch, n))."
         )
 
 

@@ -66,8 +66,8 @@ class TorchdiffeqSolver(AbstractSolver):
     >>> import torch, ngcdyn as nd
     >>> sol = nd.solve(lambda t, y, a: -y, torch.ones(3, 1, dtype=torch.float64),
     ...                torch.linspace(0, 1, 5, dtype=torch.float64), backend="torchdiffeq")
-    >>> round(float(sol.ys[0, -1, 0]), 6)
-    0.367879
+    >>> round(float(sol.ys[0, -1, 0]), 4)  # exp(-1)
+    0.3679
     """
 
     def __init__(

@@ -628,8 +628,9 @@ class NGCSystem(AbstractVectorField):
         G = self.n_groups
         if self._equal:
             n = self._n
-            qg = q.unflatten(-1, (G, n)).unsqueeze(-2)  # (*b, G, 1, n)
-            return (qg @ B.unflatten(-2, (G, n))).squeeze(-2)  # (*pb, G, r)
+            # einsum contracts n with G as the batch of one bmm; a broadcast matmul
+            # (*b, G, 1, n) @ (G, n, r) would copy B across the state batch on every call.
+            return torch.einsum("...gn,...gnr->...gr", q.unflatten(-1, (G, n)), B.unflatten(-2, (G, n)))
         src = B * q.unsqueeze(-1)  # (*pb, N, r)
         out = src.new_zeros(src.shape[:-2] + (G, self.rank))
         return out.index_add(-2, self.group_index, src)  # (*pb, G, r)
@@ -639,8 +640,8 @@ class NGCSystem(AbstractVectorField):
         """
         if self._equal:
             G, n = self.n_groups, self._n
-            out = A.unflatten(-2, (G, n)) @ m.unsqueeze(-1)  # (*pb, G, n, 1)
-            return out.squeeze(-1).flatten(-2)
+            out = torch.einsum("...gnr,...gr->...gn", A.unflatten(-2, (G, n)), m)  # (*pb, G, n)
+            return out.flatten(-2)
         return (A * m.index_select(-2, self.group_index)).sum(-1)  # (*pb, N)
 
     def _couple(self, A: Tensor, B: Tensor, Cb: Tensor, q: Tensor) -> Tensor:

@@ -239,7 +239,7 @@ def test_matrix_measure_float32_and_gradient():
 
 
 class _Linear(AbstractVectorField):
-    """dx/dt = A x, with an analytic Jacobian when ``analytic`` (test double)."""
+    """dx/dt = A x with its analytic Jacobian (test double)."""
 
     has_analytic_jacobian = True
 
@@ -548,3 +548,24 @@ def test_errors_sample_region():
         sample_region(2.5, low=torch.zeros(2), high=torch.ones(2))
     with pytest.raises(ValueError, match=r"`low` \(3,\) and `high` \(2,\) must have broadcastable shapes"):
         sample_region(2, low=torch.zeros(3), high=torch.ones(2))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    # Device-agnostic code: the same numbers on CUDA as on the CPU (same formulas; eigvalsh on either
+    # device is accurate to ~n eps ||J||).
+    A = torch.randn(3, 4, 4)
+    P = torch.eye(4) + 0.1 * torch.randn(4, 4)
+    ys = torch.randn(2, 5, 4)
+    f = lambda t, y, args: torch.tanh(y) @ A[0].T.to(y.device) - y  # noqa: E731
+    for norm in (1, 2, "inf"):
+        torch.testing.assert_close(
+            matrix_measure(A.cuda(), norm=norm, P=P.cuda()).cpu(), matrix_measure(A, norm=norm, P=P), atol=1e-12, rtol=0
+        )
+        torch.testing.assert_close(
+            contraction_rate(f, ys.cuda(), norm=norm).measures.cpu(), contraction_rate(f, ys, norm=norm).measures,
+            atol=1e-12, rtol=0,
+        )
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = sample_region(10, center=torch.zeros(3, device="cuda"), radius=1.0, generator=g)
+    assert x.device.type == "cuda" and bool((x.norm(dim=-1) <= 1.0).all())

@@ -125,8 +125,9 @@ def test_certificate_for_batched_parameters_and_errors():
     sys = NGCSystem.random(2, 3, 2, gain=0.8, batch_shape=(3,), generator=g)
     cert = ngc_contraction_certificate(sys)
     assert cert.bound.shape == (3,)
+    A, B, C = sys.states()
     for i in range(3):
-        single = NGCSystem(sys._A[i], sys._B[i], sys._C[i], group_sizes=[3, 3])
+        single = NGCSystem(A[i], B[i], C[i], group_sizes=[3, 3])
         assert float(cert.bound[i]) == pytest.approx(float(ngc_contraction_certificate(single).bound), abs=1e-13)
     xs = torch.randn(3, 20, 6, generator=g)  # (pbatch, points, N)
     assert bool(cert.holds_on(contraction_rate(sys, xs)).all())

@@ -68,6 +68,7 @@ def _exact_constant(A: np.ndarray, u: np.ndarray, ts: np.ndarray) -> np.ndarray:
     return np.stack([np.linalg.solve(A, (scipy.linalg.expm(A * t) - np.eye(n)) @ u) for t in ts])
 
 
+@pytest.mark.slow  # ~15 s: two adaptive solves and T matrix exponentials per Hypothesis example
 @given(data=hurwitz_and_inputs())
 @example(data=(np.array([[-1.0]]), np.array([1.0]), np.array([0.0])))
 @example(data=(np.array([[-1.0, 4.0], [0.0, -1.0]]), np.array([1.0, -2.0]), np.array([0.5, 0.5])))
