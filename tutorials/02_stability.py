@@ -43,7 +43,8 @@ from ngcdyn.systems import NGCSystem, RateNetwork
 
 torch.manual_seed(0)
 DTYPE = torch.float64
-out_dir = Path(os.environ.get("NGCDYN_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="ngcdyn_tutorial_02_"))
+out_dir = os.environ.get("NGCDYN_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="ngcdyn_tutorial_02_")
+out_dir = Path(out_dir)
 out_dir.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
@@ -86,8 +87,14 @@ y0 = torch.randn(S, len(gains), N, generator=gen, dtype=DTYPE)
 
 # %%
 T_TRANSIENT, T_MEASURED = 15.0, 30.0
-lyap_kw = dict(t_total=T_MEASURED, t_transient=T_TRANSIENT, k=1, dt_renorm=1.5, solver=RungeKutta("rk4", dt=0.1),
-               jacobian="autodiff")
+lyap_kw = dict(
+    t_total=T_MEASURED,
+    t_transient=T_TRANSIENT,
+    k=1,
+    dt_renorm=1.5,
+    solver=RungeKutta("rk4", dt=0.1),
+    jacobian="autodiff",
+)
 res_ngc = lyapunov_spectrum(ngc, y0, **lyap_kw)
 res_classic = lyapunov_spectrum(classic, y0, **lyap_kw)
 
@@ -100,8 +107,9 @@ lam1_classic_mean = lam1_classic.mean(0)
 
 print(f"{'g':>5} | {'NGC lambda_1 (mean over networks)':>34} | {'classic lambda_1':>17}")
 for i, g in enumerate(gains.tolist()):
-    print(f"{g:5.2f} | {float(lam1_ngc_mean[i]):+.3f} (networks {lam1_ngc[:, i].numpy().round(3).tolist()})"
-          f" | {float(lam1_classic_mean[i]):+.3f}")
+    each = lam1_ngc[:, i].numpy().round(3).tolist()
+    print(f"{g:5.2f} | {float(lam1_ngc_mean[i]):+.3f} (networks {each}) | "
+          f"{float(lam1_classic_mean[i]):+.3f}")
 
 
 # %%
@@ -114,13 +122,15 @@ def save(fig: Figure, name: str) -> Path:
 
 fig = Figure(figsize=(7.5, 4.0))
 ax = fig.add_subplot(1, 1, 1)
+gx = gains.numpy()
 for s in range(S):
-    ax.errorbar(gains.numpy(), lam1_ngc[s].numpy(), yerr=err_ngc[s].numpy(), fmt="o", ms=3, capsize=2,
+    ax.errorbar(gx, lam1_ngc[s].numpy(), yerr=err_ngc[s].numpy(), fmt="o", ms=3, capsize=2,
                 color="tab:blue", alpha=0.45, label="NGC networks (± stderr)" if s == 0 else None)
-    ax.errorbar(gains.numpy(), lam1_classic[s].numpy(), yerr=err_classic[s].numpy(), fmt="s", ms=3,
-                capsize=2, color="tab:orange", alpha=0.45, label="classic networks (± stderr)" if s == 0 else None)
-ax.plot(gains.numpy(), lam1_ngc_mean.numpy(), "-", color="tab:blue", label="NGC, ensemble mean")
-ax.plot(gains.numpy(), lam1_classic_mean.numpy(), "-", color="tab:orange", label="classic, ensemble mean")
+    ax.errorbar(gx, lam1_classic[s].numpy(), yerr=err_classic[s].numpy(), fmt="s", ms=3,
+                capsize=2, color="tab:orange", alpha=0.45,
+                label="classic networks (± stderr)" if s == 0 else None)
+ax.plot(gx, lam1_ngc_mean.numpy(), "-", color="tab:blue", label="NGC, ensemble mean")
+ax.plot(gx, lam1_classic_mean.numpy(), "-", color="tab:orange", label="classic, ensemble mean")
 ax.axhline(0.0, color="k", lw=0.8)
 ax.axvline(1.0, color="grey", ls=":", lw=0.8)
 ax.set_xscale("log")
@@ -134,29 +144,31 @@ print("wrote", path_transition)
 # %% [markdown]
 # At small gains every perturbation decays (`λ₁ < 0`: the origin is a stable fixed point); at large
 # gains `λ₁ > 0`: the networks are chaotic. The classic network crosses zero a little above `g = 1`
-# (the large-`N` prediction is `g = 1`; a finite `N` and finite runs blur it). The NGC networks, whose
-# weights have the *same entry variance* but the factorised structure `A C Bᵀ`, approach zero near
-# `g = 1` too but become chaotic only at larger gains. The spectra below suggest why: the spectral
-# radius of `W` is about `g` for both, so the origin loses stability at about the same gain, but
-# `W = A C Bᵀ` has rank `G r` and most of its eigenvalues crowd towards zero, leaving far fewer
-# unstable modes to sustain chaos. The individual points show how much one network of 200 neurons
-# varies around the ensemble; the error bars are the estimator's standard errors.
+# (the large-`N` prediction is `g = 1`; a finite `N` and finite runs blur it). The NGC networks,
+# whose weights have the *same entry variance* but the factorised structure `A C Bᵀ`, approach zero
+# near `g = 1` too but become chaotic only at larger gains. The spectra below suggest why: the
+# spectral radius of `W` is about `g` for both, so the origin loses stability at about the same
+# gain, but `W = A C Bᵀ` has rank `G r` and most of its eigenvalues crowd towards zero, leaving far
+# fewer unstable modes to sustain chaos. The individual points show how much one network of 200
+# neurons varies around the ensemble; the error bars are the estimator's standard errors.
 
 # %%
-ev_ngc = torch.linalg.eigvals(NGCSystem(A[0, 0], B[0, 0], C[0, 0], group_sizes=[n_group] * G).materialize())
+W_unit = NGCSystem(A[0, 0], B[0, 0], C[0, 0], group_sizes=[n_group] * G).materialize()
+ev_ngc = torch.linalg.eigvals(W_unit)
 ev_classic = torch.linalg.eigvals(J0[0, 0])
 for name, ev in (("NGC W", ev_ngc), ("classic J", ev_classic)):
+    frac = float((ev.abs() > 0.5).double().mean())
     print(f"{name:>9} at g = 1: spectral radius {float(ev.abs().max()):.3f}, "
-          f"fraction of eigenvalues with modulus > 1/2: {float((ev.abs() > 0.5).double().mean()):.2f}")
+          f"fraction of eigenvalues with modulus > 1/2: {frac:.2f}")
 
 # %% [markdown]
 # ## 3. The contraction certificate against measured rates
 #
 # For `ẋ = −x + W tanh x + u`, the Jacobian is `−I + W diag(tanh'(x))` and, at *every* state and for
-# *every* input, `μ₂(J) ≤ β = −1 + ‖W‖₂` (theory/04_contraction_bound.md). `ngc_contraction_certificate`
-# computes `β` without forming `W`; `β < 0` certifies contraction at rate `−β`. Along an actual
-# trajectory we can *measure* the rate `−max_t μ₂(J(x(t)))` with `contraction_rate`; over the same
-# time window as the Lyapunov estimate, the theory gives the chain
+# *every* input, `μ₂(J) ≤ β = −1 + ‖W‖₂` (theory/04_contraction_bound.md).
+# `ngc_contraction_certificate` computes `β` without forming `W`; `β < 0` certifies contraction at
+# rate `−β`. Along an actual trajectory we can *measure* the rate `−max_t μ₂(J(x(t)))` with
+# `contraction_rate`; over the same time window as the Lyapunov estimate, the theory gives the chain
 #
 #     certified rate −β  ≤  measured rate −max μ₂  ≤  −mean μ₂  ≤  −λ₁
 #
@@ -178,11 +190,13 @@ minus_mean_mu = -measured.mean_measure  # (S, n_small)
 minus_lam1 = -lam1_ngc[:, small]
 assert bool(cert.holds_on(measured).all()), "the certificate must hold on every trajectory"
 
-print(f"{'g':>5} | {'certified -beta':>15} | {'-max mu_2':>9} | {'-mean mu_2':>10} | {'-lambda_1':>9} | certified?")
+print(f"{'g':>5} | {'certified -beta':>15} | {'-max mu_2':>9} | {'-mean mu_2':>10} | "
+      f"{'-lambda_1':>9} | certified?")
 for j, g in enumerate(gains[small].tolist()):
-    print(f"{g:5.2f} | {float(certified_rate[:, j].mean()):+15.3f} | {float(measured_rate[:, j].mean()):+9.3f} "
-          f"| {float(minus_mean_mu[:, j].mean()):+10.3f} | {float(minus_lam1[:, j].mean()):+9.3f} "
-          f"| {int(cert.certified[:, j].sum())}/{S}")
+    cols = [certified_rate, measured_rate, minus_mean_mu, minus_lam1]
+    c, m, mm, ml = (float(x[:, j].mean()) for x in cols)  # means over the S networks
+    print(f"{g:5.2f} | {c:+15.3f} | {m:+9.3f} | {mm:+10.3f} | {ml:+9.3f} | "
+          f"{int(cert.certified[:, j].sum())}/{S}")
 
 # %%
 fig = Figure(figsize=(7.5, 4.0))
@@ -190,13 +204,17 @@ ax = fig.add_subplot(1, 1, 1)
 gs = gains[small].numpy()
 for s in range(S):
     kw = dict(alpha=0.6, ms=4)
-    ax.plot(gs, certified_rate[s].numpy(), "v-", color="tab:red", label=r"certified $-\beta$" if s == 0 else None, **kw)
+    first = s == 0  # label each kind of curve once
+    ax.plot(gs, certified_rate[s].numpy(), "v-", color="tab:red",
+            label=r"certified $-\beta$" if first else None, **kw)
     ax.plot(gs, measured_rate[s].numpy(), "o-", color="tab:green",
-            label=r"measured rate $-\mathrm{max}\,\mu_2(J)$ along the trajectory" if s == 0 else None, **kw)
+            label=r"measured $-\mathrm{max}\,\mu_2(J)$ along the trajectory" if first else None,
+            **kw)
     ax.plot(gs, minus_mean_mu[s].numpy(), "d--", color="tab:olive",
-            label=r"$-\mathrm{mean}\,\mu_2(J)$ along the trajectory" if s == 0 else None, **kw)
-    ax.errorbar(gs, minus_lam1[s].numpy(), yerr=err_ngc[s, small].numpy(), fmt="^-", color="tab:blue",
-                capsize=2, label=r"$-\lambda_1$ (± stderr)" if s == 0 else None, **kw)
+            label=r"$-\mathrm{mean}\,\mu_2(J)$ along the trajectory" if first else None, **kw)
+    ax.errorbar(gs, minus_lam1[s].numpy(), yerr=err_ngc[s, small].numpy(), fmt="^-",
+                color="tab:blue", capsize=2, label=r"$-\lambda_1$ (± stderr)" if first else None,
+                **kw)
 ax.axhline(0.0, color="k", lw=0.8)
 ax.set_xlabel("gain g")
 ax.set_ylabel("rate (positive = contracting)")
@@ -210,9 +228,9 @@ print("wrote", path_certificate)
 # certifies only the weakest couplings (`‖W‖₂ < 1`). Where it does, every Lyapunov exponent is at
 # most `β`, and every *conditional* exponent under any drive as well (theory/12_contraction.md
 # section 4). Between `g ≈ 0.5` and the transition the trajectories still converge (`−λ₁ > 0`) while
-# the Euclidean measure along them is already positive: `W` is not normal, so distances can grow
-# for a while before they shrink, like the example `[[−1, a], [0, −1]]` of theory/12. Contraction
-# there needs another metric.
+# the Euclidean measure along them is already positive: `W` is not normal, so distances can grow for
+# a while before they shrink, like the example `[[−1, a], [0, −1]]` of theory/12. Contraction there
+# needs another metric.
 
 # %%
 figure_paths = [path_transition, path_certificate]

@@ -3,8 +3,8 @@
 A system ``dx/dt = f(t, x)`` is *contracting* at rate ``c > 0`` in the norm ``‖P x‖`` on a convex
 region when the matrix measure (logarithmic norm) of its Jacobian satisfies
 ``mu_P(J(t, x)) <= -c`` there; then any two trajectories in the region approach each other at
-least like ``e^{-c t}`` (Lohmiller & Slotine 1998). This module evaluates ``mu`` along trajectories or
-at sampled points, turns it into a rate estimate, and issues the NGC certificate of
+least like ``e^{-c t}`` (Lohmiller & Slotine 1998). This module evaluates ``mu`` along
+trajectories or at sampled points, turns it into a rate estimate, and issues the NGC certificate of
 ``theory/12_contraction.md``.
 
 References
@@ -125,7 +125,7 @@ def _check_weight(P: Any, J: Tensor) -> Tensor:
 
 
 def matrix_measure(J: Tensor, norm: Norm = 2, P: Tensor | None = None) -> Tensor:
-    r"""Matrix measure (logarithmic norm) ``mu(J)`` induced by the 1-, 2- or inf-norm, optionally weighted.
+    r"""Matrix measure (logarithmic norm) ``mu(J)`` of the 1-, 2- or inf-norm, optionally weighted.
 
     The measure induced by a vector norm is ``mu(J) = lim_{h -> 0+} (||I + h J|| - 1) / h``
     [DV75]_. For the three classic norms it has a closed form (``J`` real):
@@ -164,9 +164,10 @@ def matrix_measure(J: Tensor, norm: Norm = 2, P: Tensor | None = None) -> Tensor
     Notes
     -----
     Facts used throughout ngcdyn (all in [DV75]_): ``max Re eig(J) <= mu(J) <= ||J||``;
-    ``mu(J + c I) = mu(J) + c``; ``mu(a J) = a mu(J)`` for ``a >= 0``; ``mu(A + B) <= mu(A) + mu(B)``;
-    ``mu_1(J) = mu_inf(J^T)``. The solution of ``dx/dt = A(t) x`` obeys
-    ``||x(t)|| <= exp(int_0^t mu(A(s)) ds) ||x(0)||`` (Coppel's inequality).
+    ``mu(J + c I) = mu(J) + c``; ``mu(a J) = a mu(J)`` for ``a >= 0``;
+    ``mu(A + B) <= mu(A) + mu(B)``; ``mu_1(J) = mu_inf(J^T)``. The solution of
+    ``dx/dt = A(t) x`` obeys ``||x(t)|| <= exp(int_0^t mu(A(s)) ds) ||x(0)||`` (Coppel's
+    inequality).
 
     References
     ----------
@@ -319,8 +320,8 @@ class ContractionResult:
     worst_time : (*batch,) or None
         Its time, when ``t`` was given.
     mean_measure : (*batch,)
-        Arithmetic mean of ``measures`` over the points; along a trajectory sampled on a uniform time
-        grid this approximates the time average that bounds the largest Lyapunov exponent.
+        Arithmetic mean of ``measures`` over the points; along a trajectory sampled on a uniform
+        time grid this approximates the time average that bounds the largest Lyapunov exponent.
     norm : int or str
         1, 2 or "inf".
     weighted : bool
@@ -497,7 +498,7 @@ def sample_region(
     radius: Tensor | float | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    r"""Uniform samples in a box ``[low, high]`` or in a Euclidean ball ``||x - center||_2 <= radius``.
+    r"""Uniform samples in a box ``[low, high]`` or a Euclidean ball ``||x - center||_2 <= radius``.
 
     Box: ``x = low + (high - low) * U`` with ``U ~ Uniform[0, 1)^n``. Ball: ``x = center + radius
     * V^{1/n} z / ||z||`` with ``z ~ N(0, I_n)`` and ``V ~ Uniform[0, 1)``; the radial law
@@ -583,7 +584,10 @@ def sample_region(
                 f"low={describe(low)}, high={describe(high)}. Swap them or widen the box."
             )
         u = torch.rand(
-            (*shape[:-1], n_samples, shape[-1]), dtype=low.dtype, device=low.device, generator=generator
+            (*shape[:-1], n_samples, shape[-1]),
+            dtype=low.dtype,
+            device=low.device,
+            generator=generator,
         )
         return low.unsqueeze(-2) + (high - low).unsqueeze(-2) * u  # (*batch, n_samples, n)
     if center is None or radius is None:
@@ -594,7 +598,9 @@ def sample_region(
         if not bool(torch.isfinite(radius).all() & (radius > 0).all()):
             raise ValueError(f"`radius` must be finite and > 0, got {describe(radius)}.")
     else:
-        radius = torch.as_tensor(check_positive("radius", radius), dtype=center.dtype, device=center.device)
+        radius = torch.as_tensor(
+            check_positive("radius", radius), dtype=center.dtype, device=center.device
+        )
     n = center.shape[-1]
     try:
         batch = torch.broadcast_shapes(center.shape[:-1], radius.shape)
@@ -603,8 +609,9 @@ def sample_region(
             f"`radius` of shape {tuple(radius.shape)} must broadcast against the batch shape "
             f"{tuple(center.shape[:-1])} of `center`."
         ) from None
-    z = torch.randn((*batch, n_samples, n), dtype=center.dtype, device=center.device, generator=generator)
-    v = torch.rand((*batch, n_samples, 1), dtype=center.dtype, device=center.device, generator=generator)
+    like = dict(dtype=center.dtype, device=center.device, generator=generator)
+    z = torch.randn((*batch, n_samples, n), **like)
+    v = torch.rand((*batch, n_samples, 1), **like)
     direction = z / z.norm(dim=-1, keepdim=True)  # (*batch, n_samples, n), on the unit sphere
     r = radius[..., None, None] * v ** (1.0 / n)  # (*batch, n_samples, 1)
     return center.unsqueeze(-2) + r * direction
@@ -681,7 +688,9 @@ class ContractionCertificate:
         return -measured.rate <= self.bound + atol_t
 
 
-def ngc_contraction_certificate(system: Any, *, t: Tensor | float | None = None) -> ContractionCertificate:
+def ngc_contraction_certificate(
+    system: Any, *, t: Tensor | float | None = None
+) -> ContractionCertificate:
     r"""The Euclidean contraction certificate of an NGC system, from its structural bound.
 
     For ``tau_g dx_g/dt = -x_g + A_g sum_h C_gh B_h^T phi(x_h) + u_g`` with ``|phi'| <= gamma``, the

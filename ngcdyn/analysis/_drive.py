@@ -108,7 +108,9 @@ class DrivenSystem(AbstractVectorField):
     def __init__(self, f0: Callable, drive: Callable, *, dim: int | None = None) -> None:
         _check_callable("f0", f0, "the undriven vector field f0(t, x, args)")
         _check_callable("drive", drive, "the drive d(t, x, args)")
-        self._set(mode="split", driven=None, undriven=f0, drive=drive, baseline=None, dim=dim, ref=f0)
+        self._set(
+            mode="split", driven=None, undriven=f0, drive=drive, baseline=None, dim=dim, ref=f0
+        )
 
     # ------------------------------------------------------------------ constructors
 
@@ -133,11 +135,15 @@ class DrivenSystem(AbstractVectorField):
         """
         _check_callable("f", f, "the full vector field f(t, x, args)")
         obj = cls.__new__(cls)
-        obj._set(mode="baseline", driven=f, undriven=None, drive=None, baseline=baseline, dim=dim, ref=f)
+        obj._set(
+            mode="baseline", driven=f, undriven=None, drive=None, baseline=baseline, dim=dim, ref=f
+        )
         return obj
 
     @classmethod
-    def from_pair(cls, driven: Callable, undriven: Callable, *, dim: int | None = None) -> "DrivenSystem":
+    def from_pair(
+        cls, driven: Callable, undriven: Callable, *, dim: int | None = None
+    ) -> "DrivenSystem":
         """Two full vector fields, driven and undriven; ``d = driven - undriven``.
 
         Parameters
@@ -154,7 +160,10 @@ class DrivenSystem(AbstractVectorField):
         _check_callable("driven", driven, "the driven vector field f(t, x, args)")
         _check_callable("undriven", undriven, "the undriven vector field f0(t, x, args)")
         obj = cls.__new__(cls)
-        obj._set(mode="pair", driven=driven, undriven=undriven, drive=None, baseline=None, dim=dim, ref=driven)
+        obj._set(
+            mode="pair", driven=driven, undriven=undriven, drive=None, baseline=None, dim=dim,
+            ref=driven,
+        )
         return obj
 
     def _set(self, *, mode, driven, undriven, drive, baseline, dim, ref) -> None:
@@ -166,7 +175,9 @@ class DrivenSystem(AbstractVectorField):
         if dim is None and isinstance(ref, AbstractVectorField):
             dim = ref.dim
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
-            raise ValueError(f"`dim` must be a positive integer (the state size n) or None, got {dim!r}.")
+            raise ValueError(
+                f"`dim` must be a positive integer (the state size n) or None, got {dim!r}."
+            )
         self.dim = dim  # type: ignore[assignment]
         self.ground_truth = GroundTruth(reference="ngcdyn theory/13_drive.md (drive split)")
         self.undriven = _Undriven(self)
@@ -549,7 +560,9 @@ def _check_threshold(threshold: Any) -> float:
     try:
         thr = float(threshold)
     except (TypeError, ValueError):
-        raise TypeError(f"`threshold` must be a real number >= 0, got {describe(threshold)}.") from None
+        raise TypeError(
+            f"`threshold` must be a real number >= 0, got {describe(threshold)}."
+        ) from None
     if not (math.isfinite(thr) and thr >= 0):
         raise ValueError(
             f"`threshold` must be finite and >= 0 (a departure level), got {threshold!r}. Use 0.0 "

@@ -180,8 +180,8 @@ def tangent_vector_field(f: Callable, k: int, *, jacobian: Any = None) -> Callab
     >>> A = torch.tensor([[-1.0, 2.0], [0.0, -3.0]], dtype=torch.float64)
     >>> g = tangent_vector_field(lambda t, y, a: y @ A.T, k=2)
     >>> z = torch.cat([torch.ones(2), torch.eye(2).reshape(4)]).to(torch.float64)  # y = 1, Q = I
-    >>> g(torch.tensor(0.0), z, None)   # [A y, vec(A I)]
-    tensor([ 1., -3., -1.,  2.,  0., -3.], dtype=torch.float64)
+    >>> g(torch.tensor(0.0), z, None).tolist()   # [A y, vec(A I)]
+    [1.0, -3.0, -1.0, 2.0, 0.0, -3.0]
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(

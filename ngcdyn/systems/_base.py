@@ -59,20 +59,32 @@ class GroundTruth:
 
 
 def autodiff_jacobian(fn, y: Tensor) -> Tensor:
-    """Jacobian ``d fn(y) / d y`` of shape ``(*batch, n, n)`` for a batched ``fn``.
+    """Jacobian ``d fn(y) / d y`` of shape ``(*batch, n, n)`` for a batched, member-wise ``fn``.
 
-    ``fn`` maps ``(*batch, n) -> (*batch, n)`` and acts member-wise. Computed with ``torch.func``
-    (``vmap`` of ``jacfwd`` over a flattened batch), so the cost is n JVPs per member.
+    ``fn`` maps ``(*batch, n) -> (*batch, n)`` and acts member by member (member ``b`` of the
+    output depends only on member ``b`` of the input). Column ``j`` is the forward-mode product
+    ``J e_j``, computed for the whole batch at once, so ``fn`` is always called with the full
+    batch and any batched parameters stay paired with their states. Cost: n JVPs of the batch
+    (vectorised with ``torch.func.vmap``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> scale = torch.tensor([[1.0], [2.0]])                 # a per-member parameter
+    >>> J = autodiff_jacobian(lambda v: scale * v**2, torch.tensor([[1.0, 3.0], [1.0, 3.0]]))
+    >>> J[1]
+    tensor([[ 4.,  0.],
+            [ 0., 12.]])
     """
     n = y.shape[-1]
-    batch = y.shape[:-1]
-    flat = y.reshape(-1, n)  # (B, n)
+    basis = torch.eye(n, dtype=y.dtype, device=y.device)  # (n, n): row j is e_j
+    tangents = basis.reshape(n, *([1] * (y.ndim - 1)), n).expand(n, *y.shape)  # (n, *batch, n)
 
-    def single(v: Tensor) -> Tensor:  # (n,) -> (n,)
-        return fn(v.unsqueeze(0)).squeeze(0)
+    def column(v: Tensor) -> Tensor:
+        return torch.func.jvp(fn, (y,), (v,))[1]
 
-    jac = torch.func.vmap(torch.func.jacfwd(single))(flat)  # (B, n, n)
-    return jac.reshape(*batch, n, n)
+    cols = torch.func.vmap(column)(tangents)  # (n, *batch, n): cols[j, ..., i] = d f_i / d y_j
+    return cols.movedim(0, -1)
 
 
 class AbstractVectorField(abc.ABC):
@@ -102,18 +114,6 @@ class AbstractVectorField(abc.ABC):
             t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
         if self.has_analytic_jacobian:
             return self._jacobian_impl(t, y, args)
-        tt = t.expand(y.shape[:-1]) if t.ndim else t
-        if t.ndim:
-            # Per-member times: differentiate member-wise with its own t.
-            n = y.shape[-1]
-            flat_y = y.reshape(-1, n)
-            flat_t = tt.reshape(-1)
-
-            def single(ti: Tensor, yi: Tensor) -> Tensor:
-                return self._call_impl(ti.reshape(1), yi.unsqueeze(0), args).squeeze(0)
-
-            jac = torch.func.vmap(torch.func.jacfwd(single, argnums=1))(flat_t, flat_y)
-            return jac.reshape(*y.shape, n)
         return autodiff_jacobian(lambda v: self._call_impl(t, v, args), y)
 
     def _jacobian_impl(self, t: Tensor, y: Tensor, args: Any) -> Tensor:

@@ -375,6 +375,29 @@ def test_single_point_sets():
     assert float(res.rate) == pytest.approx(1.0, abs=1e-15)
 
 
+@given(wu=st.tuples(square_matrices(2, 3), st.floats(0.1, 10.0), st.integers(0, 2**16)))
+def test_rate_scales_with_time_and_moves_with_coordinates(wu):
+    # Time rescaling: dx/ds = c f(x) (s = t / c) has Jacobian c J, so mu scales by c >= 0 and the rate
+    # by c. Change of coordinates z = P x: dz/dt = P f(P^{-1} z) has Jacobian P J P^{-1}, so its
+    # unweighted measure at z = P x equals the weighted measure mu_P(J(x)) (theory/12 section 1).
+    m, c, seed = wu
+    n = m.shape[0]
+    W = _t(m)
+    f = lambda t, x, args: -x + torch.tanh(x) @ W.T  # noqa: E731
+    g = torch.Generator().manual_seed(seed)
+    xs = torch.randn(3, 5, n, generator=g)
+    P = torch.eye(n) + 0.3 * torch.rand(n, n, generator=g).triu(1)  # unit upper triangular
+    base = contraction_rate(f, xs)
+    scaled = contraction_rate(lambda t, x, args: c * f(t, x, args), xs)
+    tol = 64 * EPS64 * (1 + np.abs(m).sum()) * (1 + c)
+    torch.testing.assert_close(scaled.rate, c * base.rate, atol=tol, rtol=0)
+    Pinv = torch.linalg.inv(P)
+    fz = lambda t, z, args: f(t, z @ Pinv.T, args) @ P.T  # noqa: E731
+    moved = contraction_rate(fz, xs @ P.T)
+    weighted = contraction_rate(f, xs, P=P)
+    torch.testing.assert_close(moved.measures, weighted.measures, atol=8 * tol, rtol=0)
+
+
 # --------------------------------------------------------------------------------------------
 # The rate network bound: dx/dt = -x + W tanh x + u
 # --------------------------------------------------------------------------------------------
