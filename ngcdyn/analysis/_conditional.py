@@ -47,14 +47,16 @@ from ._lyapunov import LyapunovResult, _check_map_counts, _check_real_state, _qr
 __all__ = ["conditional_lyapunov", "conditional_lyapunov_map"]
 
 
-def _input_source(inputs: Any, x0: Tensor, n_transient: int, n_steps: Any) -> tuple[Callable[[int], Any], int, str]:
+def _input_source(
+    inputs: Any, x0: Tensor, n_transient: int, n_steps: Any
+) -> tuple[Callable[[int], Any], int, str]:
     """``u(i)`` for step i, the number of measured steps, and a description of the inputs."""
     batch = x0.shape[:-1]
     if isinstance(inputs, Tensor):
         if inputs.ndim < 2:
             raise ValueError(
-                f"`inputs` must have shape (T, m) or (*batch, T, m) (one input vector per step), got "
-                f"{describe(inputs)}. For scalar inputs use inputs.unsqueeze(-1)."
+                f"`inputs` must have shape (T, m) or (*batch, T, m) (one input vector per step), "
+                f"got {describe(inputs)}. For scalar inputs use inputs.unsqueeze(-1)."
             )
         if inputs.device != x0.device:
             raise ValueError(
@@ -74,8 +76,9 @@ def _input_source(inputs: Any, x0: Tensor, n_transient: int, n_steps: Any) -> tu
         if n_steps is None:
             if avail < 1:
                 raise ValueError(
-                    f"`inputs` has T={T} steps, which leaves none after `n_transient`={n_transient}. "
-                    "Pass a longer input sequence or a smaller `n_transient`."
+                    f"`inputs` has T={T} steps, which leaves none after "
+                    f"`n_transient`={n_transient}. Pass a longer input sequence or a smaller "
+                    "`n_transient`."
                 )
             n_steps = avail
         else:
@@ -196,7 +199,8 @@ def conditional_lyapunov_map(
     >>> import torch
     >>> from ngcdyn.analysis import conditional_lyapunov_map
     >>> u = torch.randn(200, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    >>> res = conditional_lyapunov_map(lambda x, u, a: 0.5 * x + u, torch.zeros(1, dtype=torch.float64), u)
+    >>> x0 = torch.zeros(1, dtype=torch.float64)
+    >>> res = conditional_lyapunov_map(lambda x, u, a: 0.5 * x + u, x0, u)
     >>> round(float(res.exponents), 4)
     -0.6931
     """
@@ -257,7 +261,8 @@ def conditional_lyapunov(
 
     .. math::
 
-        \\frac{d\\,\\delta x}{dt} = \\frac{\\partial f}{\\partial x}\\big(t, x(t), u(t)\\big)\\, \\delta x,
+        \\frac{d\\,\\delta x}{dt}
+        = \\frac{\\partial f}{\\partial x}\\big(t, x(t), u(t)\\big)\\, \\delta x,
 
     estimated by QR re-orthonormalisation every ``dt_renorm`` (Benettin et al. 1980; Geist et al.
     1990) with the same machinery as :func:`~ngcdyn.analysis.lyapunov_spectrum`. ``λ_1 < 0``: the
@@ -333,7 +338,8 @@ def conditional_lyapunov(
         desc = "callable"
     else:
         raise TypeError(
-            f"`drive` must be a callable drive(t) -> u or a constant tensor, got {type(drive).__name__}."
+            "`drive` must be a callable drive(t) -> u or a constant tensor, got "
+            f"{type(drive).__name__}."
         )
 
     def g(t: Tensor, y: Tensor, a: Any) -> Tensor:

@@ -11,9 +11,10 @@ Parlitz & Lauterborn 1990, after Benettin et al. 1980) evolves ``k`` orthonormal
 
     \\lambda_i \\approx \\frac{1}{N\\Delta} \\sum_{j=0}^{N-1} \\log (R_j)_{ii} .
 
-This is exact bookkeeping, not an approximation: ``Φ_{N-1}\\cdots Φ_0 Q_0 = Q_N R_{N-1}\\cdots R_0``,
-so the sum of logs is the log of the diagonal of the QR factor of the full product; renormalising
-only keeps the numbers representable. See ``theory/10_lyapunov_qr.md``.
+This is exact bookkeeping, not an approximation:
+``Φ_{N-1}\\cdots Φ_0 Q_0 = Q_N R_{N-1}\\cdots R_0``, so the sum of logs is the log of the
+diagonal of the QR factor of the full product; renormalising only keeps the numbers representable.
+See ``theory/10_lyapunov_qr.md``.
 
 Every estimator returns a :class:`LyapunovResult` with the running estimate (``history``), the
 finite-time exponents of every interval and a batch-means standard error, so that convergence can
@@ -178,7 +179,9 @@ def _check_nonnegative(name: str, value: Any, fix: str = "") -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a real number >= 0, got {describe(value)}. {fix}".strip()) from None
+        raise TypeError(
+            f"`{name}` must be a real number >= 0, got {describe(value)}. {fix}".strip()
+        ) from None
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"`{name}` must be finite and >= 0, got {v!r}. {fix}".strip())
     return v
@@ -253,7 +256,8 @@ def _initial_frame(q0: Any, k: Any, y0: Tensor, seed: Any) -> tuple[Tensor, int]
         ) from None
     Q, r = qr_positive(Qb)
     scale = r.amax(-1, keepdim=True)
-    if not bool(torch.isfinite(r).all()) or bool((r <= 1e3 * torch.finfo(r.dtype).eps * scale).any()):
+    tiny = r <= 1e3 * torch.finfo(r.dtype).eps * scale
+    if not bool(torch.isfinite(r).all()) or bool(tiny.any()):
         raise ValueError(
             "`q0` must have linearly independent, finite columns (they are orthonormalised by QR), "
             f"but its columns are (numerically) dependent: |diag R| = {describe(r)}. Pass "
@@ -305,6 +309,13 @@ def _int_segments(total: int, step: int) -> list[int]:
 
 def _members(mask: Tensor) -> list[tuple[int, ...]]:
     return [tuple(i) for i in mask.nonzero().tolist()]
+
+
+def _solver_reasons(sol: Any, bad_solve: Tensor) -> dict[tuple[int, ...], str]:
+    """The solver's message for each member whose solve failed."""
+    if not bool(bad_solve.any()):
+        return {}
+    return {m: f"solver: {msg}" for m, msg in sol.messages().items()}
 
 
 def _check_output_shape(name: str, out: Any, y: Tensor, what: str) -> None:
@@ -397,7 +408,8 @@ class _Accumulator:
                 torch.arange(n_eff, device=like.device),
                 torch.tensor(sizes, device=like.device),
             )  # (N,)
-            block_logs = logs.new_zeros(*logs.shape[:-2], n_eff, self.k).index_add_(-2, block_id, logs)
+            block_logs = logs.new_zeros(*logs.shape[:-2], n_eff, self.k)
+            block_logs = block_logs.index_add_(-2, block_id, logs)
             block_dur = dur.new_zeros(n_eff).index_add_(0, block_id, dur)
             block_means = block_logs / block_dur.unsqueeze(-1)  # (*batch, n_eff, k)
             stderr = block_means.std(dim=-2, correction=1) / math.sqrt(n_eff)
@@ -564,11 +576,14 @@ def lyapunov_spectrum(
     )
 
 
-def _check_times(t_total: Any, dt_renorm: Any, t_transient: Any, t0: Any) -> tuple[float, float, float, float]:
+def _check_times(
+    t_total: Any, dt_renorm: Any, t_transient: Any, t0: Any
+) -> tuple[float, float, float, float]:
     t_total = check_positive("t_total", t_total, fix="It is the measured time after the transient.")
     dt_renorm = check_positive(
         "dt_renorm", dt_renorm,
-        fix="It is the time between re-orthonormalisations; a typical value is 1/|largest exponent|.",
+        fix="It is the time between re-orthonormalisations; a typical value is "
+        "1/|largest exponent|.",
     )
     t_transient = _check_nonnegative("t_transient", t_transient, fix="Use 0 for no transient.")
     try:
@@ -625,9 +640,11 @@ def _qr_flow(
             Q_new, r = qr_positive(M)
             logr = torch.log(r)
             bad_r = ~torch.isfinite(logr).all(-1) & ~bad
-            reasons = {m: f"solver: {msg}" for m, msg in sol.messages().items()} if bool(bad_solve.any()) else {}
+            reasons = _solver_reasons(sol, bad_solve)
             for m in _members(bad_state & ~bad_solve):
-                reasons[m] = "the state or the tangent vectors became NaN/inf (the trajectory diverges)"
+                reasons[m] = (
+                    "the state or the tangent vectors became NaN/inf (the trajectory diverges)"
+                )
             for m in _members(bad_r):
                 reasons[m] = (
                     "the tangent vectors over- or underflowed within one interval (|diag R| = 0 or "
@@ -772,7 +789,9 @@ def lyapunov_spectrum_map(
 
 
 def _check_map_counts(n_steps: Any, n_transient: Any, renorm_every: Any) -> tuple[int, int, int]:
-    n_steps = check_nonnegative_int("n_steps", n_steps, minimum=1, fix="It is the number of measured iterations.")
+    n_steps = check_nonnegative_int(
+        "n_steps", n_steps, minimum=1, fix="It is the number of measured iterations."
+    )
     n_transient = check_nonnegative_int("n_transient", n_transient, fix="Use 0 for no transient.")
     renorm_every = check_nonnegative_int(
         "renorm_every", renorm_every, minimum=1,
@@ -839,7 +858,8 @@ def _qr_map(
             Q = torch.where(keep[..., None, None], Q, Q_new)
             if record:
                 measured += m
-                acc.add(torch.where(keep.unsqueeze(-1), torch.zeros_like(logr), logr), float(m), float(measured))
+                logr = torch.where(keep.unsqueeze(-1), torch.zeros_like(logr), logr)
+                acc.add(logr, float(m), float(measured))
 
     settings = {
         "method": "QR re-orthonormalisation (Geist et al. 1990 H2)",
@@ -858,8 +878,8 @@ def _qr_map(
 def _separation(y: Tensor, d0: float | None) -> Tensor:
     """The separation to renormalise to, per member ``(*batch,)``.
 
-    Default (``d0=None``): ``sqrt(eps) (1 + ‖y‖)`` at the current state, small enough to stay in the
-    linear regime and large enough that the difference of the two states keeps about half of the
+    Default (``d0=None``): ``sqrt(eps) (1 + ‖y‖)`` at the current state, small enough to stay in
+    the linear regime and large enough that the difference of the two states keeps about half of the
     digits; re-evaluated at every renormalisation, so that a growing state never drowns it.
     """
     if d0 is None:
@@ -871,7 +891,8 @@ def _rounding_warning(where: str, stacklevel: int, interval: str) -> None:
     warnings.warn(
         f"{where}: the separation of the two trajectories fell to the rounding level of the "
         f"state within one {interval}; the estimate is then biased upward. Lower the {interval} "
-        "or use the QR method (lyapunov_spectrum / lyapunov_spectrum_map), which has no such floor.",
+        "or use the QR method (lyapunov_spectrum / lyapunov_spectrum_map), which has no such "
+        "floor.",
         UserWarning,
         stacklevel=stacklevel,
     )
@@ -972,7 +993,8 @@ def max_lyapunov(
         return torch.cat([f(t, z[..., :n], a), f(t, z[..., n:], a)], dim=-1)
 
     with torch.no_grad():
-        _check_output_shape("f", f(torch.as_tensor(t0, dtype=dtype, device=device), y0, args), y0, "dy/dt")
+        t_first = torch.as_tensor(t0, dtype=dtype, device=device)
+        _check_output_shape("f", f(t_first, y0, args), y0, "dy/dt")
         acc = _Accumulator(batch, 1, y0, on_failure, where, "`t_total` or lower `dt_renorm`")
         sep = _separation(y0, d0)  # (*batch,) separation at the start of the interval
         y, yp = y0, y0 + sep.unsqueeze(-1) * v
@@ -995,7 +1017,7 @@ def max_lyapunov(
             bad_solve = sol.status != 0
             bad_state = ~torch.isfinite(zT).all(-1)
             bad_r = ~torch.isfinite(logr).all(-1) & ~bad_state & ~bad_solve
-            reasons = {m: f"solver: {msg}" for m, msg in sol.messages().items()} if bool(bad_solve.any()) else {}
+            reasons = _solver_reasons(sol, bad_solve)
             for m in _members(bad_state & ~bad_solve):
                 reasons[m] = "the state became NaN/inf (the trajectory diverges)"
             for m in _members(bad_r):
@@ -1123,8 +1145,8 @@ def max_lyapunov_map(
             reasons = {mm: "the orbit became NaN/inf (it diverges)" for mm in _members(bad_state)}
             for mm in _members(bad_r):
                 reasons[mm] = (
-                    "the two orbits coincided (a singular Jacobian, exponent -inf?) or separated to "
-                    "inf; lower `renorm_every`"
+                    "the two orbits coincided (a singular Jacobian, exponent -inf?) or "
+                    "separated to inf; lower `renorm_every`"
                 )
             acc.fail(bad_state | bad_r, reasons, (float(i - m), float(i)), "failed")
             keep = acc.failed

@@ -2,8 +2,8 @@
 
 A perturbation ``δy`` of a trajectory of ``dy/dt = f(t, y)`` evolves, to first order, by the
 variational equation ``d(δy)/dt = J(t, y) δy`` with ``J = ∂f/∂y``; for a map ``x ← F(x)`` by
-``δx ← J(x) δx``. Carrying ``k`` tangent vectors as the columns of ``Q (n x k)`` gives the augmented
-(state + tangent) system that the Lyapunov estimators integrate:
+``δx ← J(x) δx``. Carrying ``k`` tangent vectors as the columns of ``Q (n x k)`` gives the
+augmented (state + tangent) system that the Lyapunov estimators integrate:
 
 .. math::
 
@@ -133,7 +133,9 @@ def random_orthonormal(
     return Q.to(dtype=dtype, device=device)
 
 
-def tangent_vector_field(f: Callable, k: int, *, jacobian: Any = None) -> Callable[[Tensor, Tensor, Any], Tensor]:
+def tangent_vector_field(
+    f: Callable, k: int, *, jacobian: Any = None
+) -> Callable[[Tensor, Tensor, Any], Tensor]:
     """The augmented (state + ``k`` tangent vectors) vector field of a flow.
 
     .. math::
@@ -158,7 +160,8 @@ def tangent_vector_field(f: Callable, k: int, *, jacobian: Any = None) -> Callab
     -------
     g : callable
         ``g(t, z, args)`` on augmented states ``z = [y, vec Q]`` of shape ``(*batch, n + n k)``,
-        where ``vec Q`` is ``Q (*batch, n, k)`` flattened row-major. Any ngcdyn solver integrates it.
+        where ``vec Q`` is ``Q (*batch, n, k)`` flattened row-major. Any ngcdyn solver integrates
+        it.
 
     Raises
     ------
@@ -167,7 +170,8 @@ def tangent_vector_field(f: Callable, k: int, *, jacobian: Any = None) -> Callab
 
     References
     ----------
-    Benettin et al. 1980 [B80]_; the variational equation, e.g. Geist, Parlitz & Lauterborn 1990 [G90]_.
+    Benettin et al. 1980 [B80]_; the variational equation, e.g. Geist, Parlitz & Lauterborn
+    1990 [G90]_.
 
     See also
     --------
@@ -191,8 +195,10 @@ def tangent_vector_field(f: Callable, k: int, *, jacobian: Any = None) -> Callab
     return augmented_field(f, k, jac)
 
 
-def augmented_field(f: Callable, k: int, jac: FlowJacobian | None) -> Callable[[Tensor, Tensor, Any], Tensor]:
-    """:func:`tangent_vector_field` with an already resolved Jacobian ``(t, y, args) -> J`` or None."""
+def augmented_field(
+    f: Callable, k: int, jac: FlowJacobian | None
+) -> Callable[[Tensor, Tensor, Any], Tensor]:
+    """:func:`tangent_vector_field` with a resolved Jacobian ``(t, y, args) -> J`` (None: JVP)."""
 
     def g(t: Tensor, z: Tensor, args: Any) -> Tensor:
         batch = z.shape[:-1]
@@ -221,7 +227,8 @@ def check_jacobian_shape(J: Any, y: Tensor, name: str = "jacobian") -> None:
         raise ValueError(
             f"`{name}` must return square Jacobians of shape (*batch, n, n) with n={n} (the state "
             f"size), got {describe(J)}. A non-square Jacobian means the map or vector field does "
-            f"not return a state of the input's size: return ∂f/∂y with f(y) of shape (*batch, {n})."
+            "not return a state of the input's size: return ∂f/∂y with f(y) of shape "
+            f"(*batch, {n})."
         )
     try:
         torch.broadcast_shapes(J.shape[:-2], y.shape[:-1])
@@ -242,7 +249,8 @@ def check_jacobian_shape(J: Any, y: Tensor, name: str = "jacobian") -> None:
 def _describe_jacobian_option(jacobian: Any) -> str:
     return (
         "`jacobian` must be None (analytic if the system provides one, otherwise autodiff), "
-        f"'autodiff' (Jacobian-vector products by forward-mode autodiff) or a callable; got {jacobian!r}."
+        "'autodiff' (Jacobian-vector products by forward-mode autodiff) or a callable; got "
+        f"{jacobian!r}."
     )
 
 
@@ -267,7 +275,8 @@ def resolve_flow_jacobian(f: Any, jacobian: Any) -> tuple[FlowJacobian | None, s
 
 
 def resolve_map_jacobian(F: Any, jacobian: Any) -> tuple[MapJacobian | None, str]:
-    """As :func:`resolve_flow_jacobian` for maps: a callable is ``jacobian(x) -> (*batch, n, n)``."""
+    """As :func:`resolve_flow_jacobian` for maps; a callable is ``jacobian(x) -> (*batch, n, n)``.
+    """
     if jacobian is None:
         if isinstance(F, AbstractMap) and F.has_analytic_jacobian:
             return (lambda x, args: F.jacobian(x, args)), "analytic (system)"

@@ -94,8 +94,9 @@ def general_matrices(draw, n: SizeLike = st.integers(1, 4), *, bound: float = 2.
 
 
 @st.composite
-def hurwitz_matrices(draw, n: SizeLike = st.integers(1, 4), *, margin: FloatLike = st.floats(0.05, 1.0),
-                     bound: float = 2.0, dtype: torch.dtype = torch.float64) -> Tensor:
+def hurwitz_matrices(draw, n: SizeLike = st.integers(1, 4), *,
+                     margin: FloatLike = st.floats(0.05, 1.0), bound: float = 2.0,
+                     dtype: torch.dtype = torch.float64) -> Tensor:
     """Hurwitz (stable) matrices: ``max Re eig(A) = -margin`` exactly (up to rounding).
 
     Built as ``A = M - (max Re eig(M) + margin) I`` from a general ``M``, so every eigenvalue
@@ -120,7 +121,9 @@ def hurwitz_matrices(draw, n: SizeLike = st.integers(1, 4), *, margin: FloatLike
     M = draw(general_matrices(n, bound=bound, dtype=torch.float64))
     m = float(draw(_as_strategy(margin, "margin")))
     if not m > 0:
-        raise ValueError(f"`margin` must be > 0 (the distance of the spectrum from the imaginary axis), got {m}.")
+        raise ValueError(
+            f"`margin` must be > 0 (the distance of the spectrum from the imaginary axis), got {m}."
+        )
     shift = float(torch.linalg.eigvals(M).real.max()) + m
     return (M - shift * torch.eye(M.shape[0], dtype=torch.float64)).to(dtype)
 
@@ -128,14 +131,15 @@ def hurwitz_matrices(draw, n: SizeLike = st.integers(1, 4), *, margin: FloatLike
 @st.composite
 def symmetric_matrices(draw, n: SizeLike = st.integers(1, 4), *, bound: float = 2.0,
                        dtype: torch.dtype = torch.float64) -> Tensor:
-    """Symmetric matrices ``(M + Mᵀ) / 2`` with ``M`` general (real spectrum, orthogonal eigenvectors)."""
+    """Symmetric matrices ``(M + Mᵀ) / 2`` with ``M`` general (real spectrum, orthogonal basis)."""
     M = draw(general_matrices(n, bound=bound, dtype=torch.float64))
     return ((M + M.T) / 2).to(dtype)
 
 
 @st.composite
-def orthogonal_matrices(draw, n: SizeLike = st.integers(1, 4), *, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Orthogonal matrices: the ``Q`` of a QR factorisation of a drawn matrix with a positive-definite shift.
+def orthogonal_matrices(draw, n: SizeLike = st.integers(1, 4), *,
+                        dtype: torch.dtype = torch.float64) -> Tensor:
+    """Orthogonal matrices: the ``Q`` factor of a drawn, diagonally shifted matrix.
 
     ``M + 3 n I`` with entries of ``M`` in ``[-1, 1]`` is strictly diagonally dominant, hence
     invertible, so its QR factor is a well-defined orthogonal matrix.
@@ -149,7 +153,8 @@ def orthogonal_matrices(draw, n: SizeLike = st.integers(1, 4), *, dtype: torch.d
 
 @st.composite
 def non_normal_matrices(draw, n: SizeLike = st.integers(2, 4), *, diagonal_bound: float = 2.0,
-                        coupling: FloatLike = st.floats(0.5, 4.0), dtype: torch.dtype = torch.float64) -> Tensor:
+                        coupling: FloatLike = st.floats(0.5, 4.0),
+                        dtype: torch.dtype = torch.float64) -> Tensor:
     """Non-normal matrices ``A = U T Uᵀ``, eigenvalues ``diag T`` (real).
 
     ``T`` is upper triangular with diagonal in ``[-diagonal_bound, diagonal_bound]`` and a strictly
@@ -170,7 +175,9 @@ def non_normal_matrices(draw, n: SizeLike = st.integers(2, 4), *, diagonal_bound
     """
     size = draw(_as_strategy(n, "n"))
     if size < 2:
-        raise ValueError(f"`n` must be >= 2 for a non-normal matrix (1 x 1 matrices are normal), got {size}.")
+        raise ValueError(
+            f"`n` must be >= 2 for a non-normal matrix (1 x 1 matrices are normal), got {size}."
+        )
     c = float(draw(_as_strategy(coupling, "coupling")))
     if not c > 0:
         raise ValueError(f"`coupling` must be > 0 (the size of the strictly upper part), got {c}.")

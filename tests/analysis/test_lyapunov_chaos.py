@@ -37,12 +37,15 @@ def ensemble_mean(exponents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.slow
 def test_lorenz_spectrum():
-    """256 initial states, transient 10, 60 time units each; RK4 with dt = 0.01 (its bias on the
-    exactly known sum is 1e-4, so far below the tolerances) and the analytic Jacobian."""
+    """256 initial states, transient 20, 60 time units each; RK4 with dt = 0.01 (its bias on the
+    exactly known sum is 1e-4, so far below the tolerances) and the analytic Jacobian. The
+    transient lets the Gaussian ensemble relax onto the attractor's invariant measure (measured
+    over 1,024 states: the first 5 intervals after a transient of 5 average λ1 = 0.852, after 20
+    0.903, against 0.9056)."""
     gen = torch.Generator().manual_seed(1)
     B = 256
     y0 = torch.randn(B, 3, generator=gen) * 5 + torch.tensor([0.0, 0.0, 25.0])
-    res = lyapunov_spectrum(Lorenz(), y0, t_total=60.0, t_transient=10.0,
+    res = lyapunov_spectrum(Lorenz(), y0, t_total=60.0, t_transient=20.0,
                             solver=solvers.RungeKutta("rk4", dt=0.01))
     mean, se = ensemble_mean(res.exponents)
     ref = torch.tensor([0.9056, 0.0, -14.5723])  # Sprott

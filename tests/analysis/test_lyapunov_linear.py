@@ -25,7 +25,6 @@ See ``theory/10_lyapunov_qr.md`` for the derivations.
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
