@@ -4,13 +4,6 @@ Every system carries its ground truth where known (:class:`GroundTruth`).
 """
 
 from ._base import AbstractMap, AbstractVectorField, GroundTruth, autodiff_jacobian
-
-__all__ = ["AbstractMap", "AbstractVectorField", "GroundTruth", "autodiff_jacobian"]
-
-from ._ngc import ContractionBound, Gain, NGCSystem
-
-__all__ += ["ContractionBound", "Gain", "NGCSystem"]
-
 from ._library import (
     SYSTEMS,
     HarmonicOscillator,
@@ -23,16 +16,11 @@ from ._library import (
     Rossler,
     VanDerPol,
 )
+from ._ngc import ContractionBound, Gain, NGCSystem
 
-__all__ += [
-    "SYSTEMS",
-    "HarmonicOscillator",
-    "HenonMap",
-    "LinearMap",
-    "LinearSystem",
-    "LogisticMap",
-    "Lorenz",
-    "RateNetwork",
-    "Rossler",
-    "VanDerPol",
+__all__ = [
+    "AbstractMap", "AbstractVectorField", "GroundTruth", "autodiff_jacobian",
+    "NGCSystem", "Gain", "ContractionBound",
+    "SYSTEMS", "LinearSystem", "HarmonicOscillator", "VanDerPol", "Lorenz", "Rossler",
+    "RateNetwork", "HenonMap", "LogisticMap", "LinearMap",
 ]

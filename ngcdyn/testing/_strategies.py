@@ -19,7 +19,7 @@ Examples
 --------
 >>> from hypothesis import given, settings
 >>> import torch
->>> from ngcdyn.testing._strategies import hurwitz_matrices
+>>> from ngcdyn.testing import hurwitz_matrices
 >>> @settings(max_examples=5, deadline=None)
 ... @given(hurwitz_matrices(n=3, margin=0.1))
 ... def check(A):

@@ -29,7 +29,7 @@ from ngcdyn.analysis import (
 )
 from ngcdyn.analysis._tangent import random_orthonormal
 from ngcdyn.systems import LinearMap, LinearSystem
-from ngcdyn.testing._strategies import general_matrices, hurwitz_matrices
+from ngcdyn.testing import general_matrices, hurwitz_matrices
 
 RTOL, ATOL = 1e-8, 1e-10
 EPS64 = torch.finfo(torch.float64).eps

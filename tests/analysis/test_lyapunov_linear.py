@@ -35,7 +35,7 @@ import ngcdyn.solvers as solvers
 from ngcdyn.analysis import lyapunov_spectrum, lyapunov_spectrum_map
 from ngcdyn.analysis._tangent import qr_positive, random_orthonormal
 from ngcdyn.systems import LinearMap, LinearSystem, Lorenz
-from ngcdyn.testing._strategies import general_matrices, hurwitz_matrices, matrix_batches
+from ngcdyn.testing import general_matrices, hurwitz_matrices, matrix_batches
 
 RTOL, ATOL = 1e-8, 1e-10
 EPS64 = torch.finfo(torch.float64).eps
