@@ -36,9 +36,8 @@ def check_positive(name: str, value: Any, *, fix: str = "") -> float:
 
 def check_nonnegative_int(name: str, value: Any, *, minimum: int = 0, fix: str = "") -> int:
     """``value`` must be an integer ≥ ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-        isinstance(value, Tensor) and value.ndim == 0 and not value.is_floating_point()
-    ):
+    integral_tensor = isinstance(value, Tensor) and value.ndim == 0 and not value.is_floating_point()
+    if isinstance(value, bool) or not (isinstance(value, int) or integral_tensor):
         raise TypeError(f"`{name}` must be an integer >= {minimum}, got {describe(value)}. {fix}".strip())
     v = int(value)
     if v < minimum:

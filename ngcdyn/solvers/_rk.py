@@ -147,10 +147,6 @@ class RungeKutta(AbstractSolver):
         self.beta = float(beta)
         self.output_buffer_bytes = check_nonnegative_int("output_buffer_bytes", output_buffer_bytes)
         self.compile = bool(compile)
-        if self.adaptive:
-            eps = np.finfo(np.float32).eps
-            if self.rtol < 100 * eps:
-                pass  # float64-specific warning is issued at solve time, where the dtype is known
         q = (tab.error_order or tab.order) + 1
         self._alpha = 1.0 / q - 0.75 * self.beta
         self._coef_cache: dict[tuple, tuple[Tensor, ...]] = {}

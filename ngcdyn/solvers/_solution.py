@@ -103,7 +103,7 @@ class Solution:
         """A readable message for each failed member."""
         out = {}
         for i in self.failed_members():
-            code = Status(int(self.status[i]) if i else int(self.status))
+            code = Status(int(self.status[i]))  # i == () indexes a 0-d status
             out[i] = f"{code.name}: {code.message}"
         return out
 
