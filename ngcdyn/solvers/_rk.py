@@ -188,7 +188,6 @@ class RungeKutta(AbstractSolver):
         dtype = t_eval.dtype
         device = y0.device
         cols, c, P = self._coefs(y0.dtype if not y0.is_complex() else y0.dtype, device)
-        c_list = [float(x) for x in tab.c]
         eps = torch.finfo(dtype).eps
         if self.adaptive and self.rtol < 100 * eps:
             warnings.warn(
@@ -255,9 +254,11 @@ class RungeKutta(AbstractSolver):
         log = _StepLog(P, keep=dense, budget_bytes=self.output_buffer_bytes)
         n_new_f = s - 1 if tab.fsal else s
         cfg = _IterConfig(
-            cols=cols, c=tuple(c_list), fsal=tab.fsal, adaptive=self.adaptive, rtol=float(rtol),
+            cols=cols, c=c[:, None], fsal=tab.fsal, adaptive=self.adaptive, rtol=float(rtol),
             atol=float(atol), safety=self.safety, fac_min=self.fac_min, fac_max=self.fac_max,
             alpha=self._alpha, beta=self.beta, inv_sqrt_n=1.0 / math.sqrt(n),
+            plain_rejection=(self.safety <= 1.0 and self.beta >= 0.0 and self._alpha > 0.0
+                             and self.safety * 1e10 ** (-self._alpha) <= self.fac_min),
         )
         iterate = _compiled_iteration() if self.compile else _iteration
         # Per-iteration masks, summed at the end into the per-member counters (cheaper than
@@ -336,7 +337,7 @@ class _IterConfig(NamedTuple):
     """Constants of one solve's step iteration (fixed for the whole solve)."""
 
     cols: tuple[Tensor, ...]
-    c: tuple[float, ...]
+    c: Tensor  # (s, 1) stage times
     fsal: bool
     adaptive: bool
     rtol: float
@@ -347,6 +348,10 @@ class _IterConfig(NamedTuple):
     alpha: float
     beta: float
     inv_sqrt_n: float
+    # True when safety <= 1, beta >= 0, alpha > 0 and safety·1e10^-alpha <= fac_min: then a
+    # rejected step (err > 1, err_prev <= 1) already gets fac < 1 and a non-finite one
+    # (err := 1e10) gets fac_min, so the explicit rules can be skipped (four ops per step).
+    plain_rejection: bool
 
 
 def _iteration(F, args, cfg: _IterConfig, t, y, k1, dt, err_prev, done, t_end, floor):
@@ -370,9 +375,10 @@ def _iteration(F, args, cfg: _IterConfig, t, y, k1, dt, err_prev, done, t_end, f
     acc = cols[0] * k1  # (R, B, n)
     ks = [k1]
     y_stage = y
+    t_stage = torch.addcmul(t, cfg.c, h)  # (s, B): every stage's time in one op
     for i in range(1, s):
         y_stage = torch.addcmul(y, h_col, acc[i])
-        k = F(t + cfg.c[i] * h, y_stage, args)
+        k = F(t_stage[i], y_stage, args)
         ks.append(k)
         acc = torch.addcmul(acc, cols[i], k)
     t_new = torch.where(last, t_end, t + h)
@@ -387,7 +393,7 @@ def _iteration(F, args, cfg: _IterConfig, t, y, k1, dt, err_prev, done, t_end, f
         en = torch.linalg.vector_norm(h_col * acc[s + 1] / scale, dim=-1) * cfg.inv_sqrt_n
         # NaN/inf in the error (a blow-up inside the step) counts as a rejection.
         finite = torch.isfinite(en)
-        en = torch.where(finite, en, 1e10)
+        en = torch.nan_to_num(en, nan=1e10, posinf=1e10)
         accept = active & (en <= 1.0)
     else:
         finite = torch.isfinite(y_new).all(-1) & torch.isfinite(f_new).all(-1)
@@ -401,8 +407,9 @@ def _iteration(F, args, cfg: _IterConfig, t, y, k1, dt, err_prev, done, t_end, f
         # PI controller (Hairer–Wanner II.4, eq. 4.13, with Gustafsson's memory term).
         en_c = en.clamp_min(1e-10)
         fac = (cfg.safety * en_c.pow(-cfg.alpha) * err_prev.pow(cfg.beta)).clamp(cfg.fac_min, cfg.fac_max)
-        # After a rejection the step never grows; after a non-finite attempt shrink hard.
-        fac = torch.where(accept, fac, torch.where(finite, fac.clamp(max=1.0), cfg.fac_min))
+        if not cfg.plain_rejection:
+            # After a rejection the step never grows; after a non-finite attempt shrink hard.
+            fac = torch.where(accept, fac, torch.where(finite, fac.clamp(max=1.0), cfg.fac_min))
         dt = torch.where(active, h * fac, dt)
         err_prev = torch.where(accept, en_c.clamp_min(1e-4), err_prev)
         bad = active & ~reached & (dt < floor)
