@@ -371,10 +371,7 @@ def group_signals(system: Any, ys: Tensor) -> Tensor:
     >>> group_signals(sys, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).tolist()  # [x1], [x2 + x3]
     [[1.0], [5.0]]
     """
-    _, B, _ = system.states()  # (N, r); parameter batches are not supported by the job
-    onehot = torch.nn.functional.one_hot(system.group_index, system.n_groups).to(B.dtype)  # (N, G)
-    E = onehot.unsqueeze(-1) * B.unsqueeze(-2)  # (N, G, r): B_g in block g, zero elsewhere
-    return torch.einsum("...i,igk->...gk", system.phi.fn(ys), E)
+    return system.group_signals(ys)  # (..., G, r)
 
 
 # --------------------------------------------------------------------------------------------

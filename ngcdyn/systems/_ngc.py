@@ -650,6 +650,33 @@ class NGCSystem(AbstractVectorField):
         m = (Cb @ s.unsqueeze(-1)).squeeze(-1)  # (*pb, G r)
         return self._readout(A, m.unflatten(-1, (self.n_groups, self.rank)))
 
+    def group_signals(self, y: Tensor, t: Tensor | float | None = None) -> Tensor:
+        """The signals the groups broadcast, ``s_g = B_gᵀ φ(x_g)``.
+
+        Parameters
+        ----------
+        y : (..., N)
+            States, e.g. ``sol.ys`` of shape ``(*batch, T, N)``; parameter batch dimensions must
+            broadcast against the leading dimensions.
+        t
+            Time at which time-dependent states are taken (required for those).
+
+        Returns
+        -------
+        (..., G, r) tensor, computed in O(N r) per state without forming W.
+
+        Examples
+        --------
+        >>> import torch
+        >>> A = torch.ones(3, 1, dtype=torch.float64)
+        >>> sys = NGCSystem(A, A, torch.zeros(2, 2, 1, 1, dtype=torch.float64), group_sizes=[1, 2],
+        ...                 phi="identity")
+        >>> sys.group_signals(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).tolist()
+        [[1.0], [5.0]]
+        """
+        _, B, _, _ = self._resolve(self._as_time(t))
+        return self._signal(B, self.phi.fn(y))
+
     def _call_impl(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
         A, B, _, Cb = self._resolve(t)
         dx = self._couple(A, B, Cb, self.phi.fn(y)) - y

@@ -527,3 +527,18 @@ def test_cuda_matches_cpu(sizes, dtype):
     assert ev_gpu.device.type == "cuda"
     torch.testing.assert_close(ev_gpu.cpu().real.sort().values, ev_cpu.real.sort().values,
                                rtol=tol, atol=tol)
+
+
+def test_group_signals_equal_per_group_products():
+    """s_g = B_gᵀ φ(x_g), computed group by group with explicit slices (unequal group sizes)."""
+    sizes = [3, 5, 2]
+    sys = NGCSystem.random(n_groups=3, group_size=sizes, rank=2, gain=1.3,
+                           generator=torch.Generator().manual_seed(4))
+    _, B, _ = sys.states()
+    ys = torch.randn(4, 7, sum(sizes))  # (*batch, T, N)
+    got = sys.group_signals(ys)
+    start = 0
+    for g, n_g in enumerate(sizes):
+        want = torch.tanh(ys[..., start:start + n_g]) @ B[start:start + n_g]  # (4, 7, r)
+        torch.testing.assert_close(got[..., g, :], want, rtol=1e-13, atol=1e-13)
+        start += n_g
