@@ -207,6 +207,9 @@ def augmented_field(
         Q = z[..., n:].reshape(*batch, n, k)
         if jac is None:
             dy, dQ = jvp_columns(lambda v: f(t, v, args), y, Q)
+        elif isinstance(jac, StructuredJVP):
+            dy = f(t, y, args)
+            dQ = jac.apply(t, y, Q, args)
         else:
             dy = f(t, y, args)
             dQ = jac(t, y, args) @ Q  # (*batch, n, k)
@@ -254,6 +257,25 @@ def _describe_jacobian_option(jacobian: Any) -> str:
     )
 
 
+class StructuredJVP:
+    """The Jacobian of a system with ``has_structured_jvp``: applied to the tangent columns by the
+    system's own ``jvp`` (e.g. ``O(N r + G² r²)`` per column for :class:`~ngcdyn.NGCSystem`
+    instead of forming the ``N × N`` Jacobian). Calling it returns the dense Jacobian (used only
+    for one-off shape checks)."""
+
+    def __init__(self, system: AbstractVectorField) -> None:
+        self.system = system
+
+    def __call__(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
+        return self.system.jacobian(t, y, args)
+
+    def apply(self, t: Tensor, y: Tensor, Q: Tensor, args: Any) -> Tensor:
+        """``J Q`` for ``Q (*batch, n, k)``: the k columns ride in an extra batch dimension."""
+        tt = t[..., None] if t.ndim else t  # (*batch, 1): broadcasts over the columns
+        JQ = self.system.jvp(tt, y[..., None, :], Q.mT, args)  # (*batch, k, n)
+        return JQ.mT
+
+
 def resolve_flow_jacobian(f: Any, jacobian: Any) -> tuple[FlowJacobian | None, str]:
     """Turn the user's ``jacobian`` option into ``(t, y, args) -> J`` (or None for JVP) + a label.
 
@@ -262,6 +284,8 @@ def resolve_flow_jacobian(f: Any, jacobian: Any) -> tuple[FlowJacobian | None, s
     ``jacobian(t, y) -> (*batch, n, n)`` is used as given.
     """
     if jacobian is None:
+        if isinstance(f, AbstractVectorField) and f.has_structured_jvp:
+            return StructuredJVP(f), "structured JVP (system)"
         if isinstance(f, AbstractVectorField) and f.has_analytic_jacobian:
             return (lambda t, y, args: f.jacobian(t, y, args)), "analytic (system)"
         return None, "autodiff (JVP)"

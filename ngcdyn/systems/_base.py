@@ -11,6 +11,10 @@ Rules for implementers of :class:`AbstractVectorField` (and, with ``x`` for ``y`
    for every quantity that is not known exactly).
 3. If the system has an analytic Jacobian, set ``has_analytic_jacobian = True`` and implement
    ``_jacobian_impl`` returning ``(*batch, n, n)``; otherwise ``jacobian`` falls back to autodiff.
+   If it can apply its Jacobian to vectors more cheaply than forming it (structure), set
+   ``has_structured_jvp = True`` and override ``jvp(t, y, v, args)`` (``J v``, with ``y`` and ``v``
+   broadcastable, so ``k`` vectors can sit in an extra batch dimension); tangent dynamics
+   (Lyapunov analysis) then use it instead of the dense Jacobian.
 4. If the system has an exact solution, set ``has_exact_solution = True`` and implement
    ``_exact_solution_impl(t, y0, args)`` returning the state at time ``t`` (``t`` broadcast like in
    rule 1) from ``y0`` given at time 0.
@@ -97,6 +101,7 @@ class AbstractVectorField(abc.ABC):
     dim: int
     ground_truth: GroundTruth
     has_analytic_jacobian: ClassVar[bool] = False
+    has_structured_jvp: ClassVar[bool] = False
     has_exact_solution: ClassVar[bool] = False
 
     def __call__(self, t: Tensor | float, y: Tensor, args: Any = None) -> Tensor:
@@ -121,6 +126,13 @@ class AbstractVectorField(abc.ABC):
             f"{type(self).__name__} declares has_analytic_jacobian=True but does not implement "
             "_jacobian_impl."
         )
+
+    def jvp(self, t: Tensor | float, y: Tensor, v: Tensor, args: Any = None) -> Tensor:
+        """Jacobian-vector product ``J(t, y) v`` (forward-mode autodiff unless overridden, rule 3)."""
+        if not isinstance(t, Tensor):
+            t = torch.as_tensor(t, dtype=y.dtype, device=y.device)
+        y, v = torch.broadcast_tensors(y, v)
+        return torch.func.jvp(lambda u: self._call_impl(t, u, args), (y,), (v,))[1]
 
     def exact_solution(self, t: Tensor | float, y0: Tensor, args: Any = None) -> Tensor:
         """The exact state at time ``t`` from ``y0`` at time 0 (rule 4).

@@ -262,6 +262,7 @@ class NGCSystem(AbstractVectorField):
     """
 
     has_analytic_jacobian = True
+    has_structured_jvp = True
 
     def __init__(
         self,
