@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._io import write_atomic
+
 __all__ = [
     "DEFAULT_SYSTEM",
     "SpecError",
@@ -510,22 +512,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, _file_mode())  # mkstemp creates 0600; give the usual umask-based mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    write_atomic(path, lambda fh: fh.write(text))
 
 
 def _dump(obj: Any) -> str:

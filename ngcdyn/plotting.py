@@ -15,13 +15,14 @@ ngcdyn.analysis.lyapunov_spectrum : produces the running estimates drawn by
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ._io import write_atomic
 
 __all__ = [
     "new_figure",
@@ -100,23 +101,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 110) -> Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-        os.chmod(tmp, _file_mode())  # mkstemp creates 0600; give the usual umask-based mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    fmt = path.suffix.lstrip(".") or "png"
+    write_atomic(path, lambda fh: fig.savefig(fh, dpi=dpi, format=fmt), binary=True)
     return path
-
-
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _group_colors(n: int) -> list:

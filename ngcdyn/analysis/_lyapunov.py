@@ -811,7 +811,7 @@ def _qr_map(
     n_blocks = check_nonnegative_int("n_blocks", n_blocks, minimum=1)
     on_failure = _check_on_failure(on_failure)
     Q, k = _initial_frame(q0, k, x0, seed)
-    batch, n = x0.shape[:-1], x0.shape[-1]
+    batch = x0.shape[:-1]
 
     acc = _Accumulator(batch, k, x0, on_failure, where, "`n_steps` or lower `renorm_every`")
     phases = [(m, False) for m in _int_segments(n_transient, renorm_every)]

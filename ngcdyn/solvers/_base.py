@@ -91,7 +91,7 @@ class AbstractSolver(abc.ABC):
             ys = y0.new_empty(*batch, T, n)
             empty = torch.zeros(batch, dtype=torch.int64, device=y0.device)
             stats = {k: empty.clone() for k in ("n_f_evals", "n_accepted", "n_rejected", "n_steps")}
-            return Solution(t_eval if isinstance(t_eval, Tensor) else te, ys, empty, stats, self.name)
+            return Solution(te, ys, empty, stats, self.name)
 
         ys, status, stats, dense_out = self._solve_impl(fn, y_flat, te_flat, t0_flat, args, dense)
         T = te.shape[-1]
@@ -100,7 +100,7 @@ class AbstractSolver(abc.ABC):
         stats = {k: v.reshape(batch) for k, v in stats.items()}
         if dense_out is not None:
             dense_out = dense_out.with_batch_shape(batch)
-        sol = Solution(te if te.ndim > 1 else te, ys, status, stats, self.name, dense_out)
+        sol = Solution(te, ys, status, stats, self.name, dense_out)
         if throw:
             sol.raise_for_status()
         return sol

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validation import check_nonnegative_int, check_positive, describe
+from .._validation import check_nonnegative_int, check_positive
 from ._base import AbstractSolver
 from ._solution import Status
 from ._tableau import TABLEAUX, ButcherTableau
@@ -219,7 +219,6 @@ class RungeKutta(AbstractSolver):
             t = t0 * direction
         te = te.contiguous()
         t_end = te[:, -1]
-        ar = torch.arange(B, device=device)
 
         out = torch.full((B, T + 1, n), float("nan"), dtype=y0.dtype, device=device)  # +1: scratch
         y = y0

@@ -134,7 +134,7 @@ class TorchdiffeqSolver(AbstractSolver):
                 ys = torchdiffeq.odeint(func, y0, ts, **kw)
         except AssertionError as exc:  # torchdiffeq signals 'underflow in dt' / max steps by assert
             msg = str(exc).lower()
-            code = Status.MAX_STEPS if "max_num_steps" in msg or "max" in msg else Status.DT_UNDERFLOW
+            code = Status.MAX_STEPS if "max_num_steps" in msg else Status.DT_UNDERFLOW
             status.fill_(int(code))
             ys = torch.full((len(ts), B, n), float("nan"), dtype=y0.dtype, device=y0.device)
         if prepend:
